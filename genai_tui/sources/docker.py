@@ -1,0 +1,459 @@
+"""Docker: the stack's containers, live from the events stream, and restarts.
+
+Events drive everything (one filtered stream, lifecycle and health only); a slow full
+re-sync is the safety net. No stats streams. Every blocking call runs on our own threads,
+and `close()` shuts the stream socket so quitting never waits on the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import docker
+import docker.errors
+
+from genai_tui.config import Config, DockerConfig, ServiceConfig
+from genai_tui.model import MISSING, ContainerInfo, DockerStatus, PortBinding
+
+log = logging.getLogger(__name__)
+
+EVENT_ACTIONS = (
+    "create", "start", "die", "stop", "kill", "oom", "restart", "destroy",
+    "health_status", "pause", "unpause", "rename",
+)
+COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_ONEOFF = "com.docker.compose.oneoff"
+
+Listener = Callable[[DockerStatus, list[ContainerInfo]], None]
+
+
+def make_client(cfg: DockerConfig) -> docker.DockerClient:
+    """A client for `[docker] host`, else DOCKER_HOST / the active context."""
+    if cfg.host:
+        return docker.DockerClient(base_url=cfg.host, timeout=int(cfg.timeout))
+    return docker.from_env(timeout=int(cfg.timeout))
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line reason for an engine failure, without the library's noise."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        for arg in getattr(cur, "args", ()):
+            if isinstance(arg, BaseException):
+                inner = describe_error(arg)
+                if inner:
+                    return inner
+        if isinstance(cur, OSError) and cur.strerror:
+            return cur.strerror
+        cur = cur.__cause__ or cur.__context__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = text.replace("Error while fetching server API version: ", "")
+    return "".join(ch for ch in text if ch.isprintable())[:200]
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value or value.startswith("0001-01-01"):
+        return None
+    try:
+        # Docker gives nanoseconds; Python keeps microseconds.
+        head, _, frac = value.rstrip("Z").partition(".")
+        frac = (frac + "000000")[:6]
+        return datetime.fromisoformat(f"{head}.{frac}+00:00")
+    except ValueError:
+        return None
+
+
+def _ports(attrs: dict[str, Any]) -> list[PortBinding]:
+    ports: list[PortBinding] = []
+    raw = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    if not raw:  # a stopped container keeps its intent in HostConfig
+        raw = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    for spec, bindings in sorted(raw.items()):
+        port, _, proto = spec.partition("/")
+        try:
+            cport = int(port)
+        except ValueError:
+            continue
+        if not bindings:
+            ports.append(PortBinding(cport, proto or "tcp"))
+            continue
+        for b in bindings:
+            try:
+                hport = int(b.get("HostPort") or 0) or None
+            except ValueError:
+                hport = None
+            binding = PortBinding(cport, proto or "tcp", b.get("HostIp") or "", hport)
+            if binding not in ports and not (binding.host_ip == "::" and any(
+                    p.host_port == hport and p.container_port == cport for p in ports)):
+                ports.append(binding)
+    return ports
+
+
+def container_info(service: ServiceConfig, attrs: dict[str, Any]) -> ContainerInfo:
+    """Map `docker inspect` output to the snapshot of one service."""
+    state = attrs.get("State") or {}
+    health = state.get("Health") or {}
+    config = attrs.get("Config") or {}
+    status = state.get("Status") or "unknown"
+    return ContainerInfo(
+        service=service.name,
+        container=(attrs.get("Name") or "").lstrip("/") or service.container_name,
+        id=attrs.get("Id"),
+        state=status,
+        health=health.get("Status") or None,
+        failing_streak=int(health.get("FailingStreak") or 0),
+        started_at=_parse_time(state.get("StartedAt")),
+        finished_at=_parse_time(state.get("FinishedAt")),
+        created_at=_parse_time(attrs.get("Created")),
+        restart_count=int(attrs.get("RestartCount") or 0),
+        exit_code=None if status in ("running", "created") and not state.get("ExitCode")
+        else state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        ports=_ports(attrs),
+        image=config.get("Image") or "",
+        pid=state.get("Pid") or None,
+        cmd_args=list(config.get("Cmd") or []),
+    )
+
+
+def missing_info(service: ServiceConfig) -> ContainerInfo:
+    return ContainerInfo(service=service.name, container=service.container_name, state=MISSING)
+
+
+def match_service(services: Iterable[ServiceConfig], name: str,
+                  labels: dict[str, str]) -> ServiceConfig | None:
+    """The configured service a container belongs to: by name, else by compose label."""
+    name = name.lstrip("/")
+    docker_services = [s for s in services if s.runtime == "docker"]
+    for s in docker_services:
+        if s.container_name == name:
+            return s
+    if labels.get(COMPOSE_ONEOFF, "False") == "True":
+        return None  # `compose run` one-offs are not the service
+    compose = labels.get(COMPOSE_SERVICE)
+    if compose:
+        for s in docker_services:
+            if compose in (s.container_name, s.name):
+                return s
+    return None
+
+
+class RestartTracker:
+    """Marks a service as looping when it started N times within a window."""
+
+    def __init__(self, count: int, window: float) -> None:
+        self.count = count
+        self.window = window
+        self._starts: dict[str, deque[float]] = {}
+
+    def record_start(self, service: str, at: float | None = None) -> None:
+        q = self._starts.setdefault(service, deque(maxlen=max(self.count * 4, 16)))
+        q.append(time.monotonic() if at is None else at)
+
+    def looping(self, service: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        q = self._starts.get(service)
+        if not q:
+            return False
+        return sum(1 for t in q if now - t <= self.window) >= self.count
+
+
+class DockerSource:
+    """Blocking queries and actions on the stack's containers (call from a thread)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._client: docker.DockerClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def services(self) -> list[ServiceConfig]:
+        return [s for s in self.config.services if s.runtime == "docker"]
+
+    def client(self) -> docker.DockerClient:
+        with self._lock:
+            if self._client is None:
+                self._client = make_client(self.config.docker)
+            return self._client
+
+    def reset(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                except Exception:  # closing a broken client must not mask the real error
+                    pass
+            self._client = None
+
+    def close(self) -> None:
+        self.reset()
+
+    def status(self) -> DockerStatus:
+        try:
+            version = self.client().version()
+            return DockerStatus(True, None, version.get("Version"))
+        except Exception as exc:
+            self.reset()
+            return DockerStatus(False, f"Docker engine unreachable: {describe_error(exc)}")
+
+    def find(self, service: ServiceConfig) -> dict[str, Any] | None:
+        """`docker inspect` of the service's container, or None when there is none."""
+        client = self.client()
+        try:
+            return client.api.inspect_container(service.container_name)
+        except docker.errors.NotFound:
+            pass
+        for item in client.api.containers(all=True, filters={
+                "label": f"{COMPOSE_SERVICE}={service.container_name}"}):
+            labels = item.get("Labels") or {}
+            if labels.get(COMPOSE_ONEOFF, "False") != "True":
+                try:
+                    return client.api.inspect_container(item["Id"])
+                except docker.errors.NotFound:
+                    continue
+        return None
+
+    def list_stack(self) -> list[ContainerInfo]:
+        """One entry per docker service; raises on an unreachable engine."""
+        client = self.client()
+        sparse = client.api.containers(all=True)  # one call; inspect only what matches
+        by_service: dict[str, dict[str, Any]] = {}
+        for item in sparse:
+            names = item.get("Names") or []
+            labels = item.get("Labels") or {}
+            for name in names:
+                svc = match_service(self.services, name, labels)
+                if svc is None:
+                    continue
+                # an exact name match wins over a compose-label match
+                prev = by_service.get(svc.name)
+                if prev is None or name.lstrip("/") == svc.container_name:
+                    by_service[svc.name] = item
+        infos = []
+        for svc in self.services:
+            item = by_service.get(svc.name)
+            attrs = None
+            if item is not None:
+                try:
+                    attrs = client.api.inspect_container(item["Id"])
+                except docker.errors.NotFound:
+                    attrs = None
+            infos.append(container_info(svc, attrs) if attrs else missing_info(svc))
+        return infos
+
+    def inspect_service(self, service: ServiceConfig, container_id: str | None = None
+                        ) -> ContainerInfo:
+        attrs = None
+        if container_id:
+            try:
+                attrs = self.client().api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                attrs = None
+        if attrs is None:
+            attrs = self.find(service)
+        return container_info(service, attrs) if attrs else missing_info(service)
+
+    def restart(self, service: ServiceConfig) -> tuple[bool, str]:
+        """Restart the service's container; (ok, what happened) — never raises."""
+        try:
+            attrs = self.find(service)
+            if attrs is None:
+                return False, f"no container {service.container_name!r}"
+            self.client().api.restart(attrs["Id"], timeout=self.config.docker.stop_timeout)
+            return True, "restarted"
+        except Exception as exc:
+            self.reset()
+            return False, describe_error(exc)
+
+
+class ContainerMonitor:
+    """Keeps a live list of the stack's containers and calls `listener` on every change.
+
+    Two daemon threads: one reads the events stream (with its own client, since a stream
+    pins a connection), one re-syncs slowly. `listener` is called from those threads.
+    """
+
+    def __init__(self, config: Config, listener: Listener) -> None:
+        self.config = config
+        self.listener = listener
+        self.source = DockerSource(config)
+        self.tracker = RestartTracker(config.docker.restart_loop_count,
+                                      config.docker.restart_loop_window)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._infos: dict[str, ContainerInfo] = {}
+        self._status = DockerStatus(reachable=False, error="connecting to the Docker engine…")
+        self._connected = threading.Event()
+        self._stream: Any = None
+        self._events_client: docker.DockerClient | None = None
+        self._threads: list[threading.Thread] = []
+        self._restart_counts: dict[str, int] = {}
+        self.backoff = 0.0
+
+    # -- lifecycle
+    def start(self) -> None:
+        for target, name in ((self._run_events, "docker-events"),
+                             (self._run_resync, "docker-resync")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def close(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._close_stream()
+        self.source.close()
+        for t in self._threads:
+            t.join(timeout)
+
+    @property
+    def status(self) -> DockerStatus:
+        return self._status
+
+    def infos(self) -> list[ContainerInfo]:
+        with self._lock:
+            return [self._infos[s.name] for s in self.source.services if s.name in self._infos]
+
+    # -- state
+    def _emit(self) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            self.listener(self._status, self.infos())
+        except Exception:  # a listener failing (app exiting) must not kill the thread
+            log.debug("container listener failed", exc_info=True)
+
+    def _store(self, info: ContainerInfo) -> None:
+        prev_count = self._restart_counts.get(info.service)
+        if prev_count is not None and info.restart_count > prev_count:
+            for _ in range(min(info.restart_count - prev_count, self.tracker.count)):
+                self.tracker.record_start(info.service)
+        self._restart_counts[info.service] = info.restart_count
+        info.looping = info.state == "restarting" or self.tracker.looping(info.service)
+        with self._lock:
+            old = self._infos.get(info.service)
+            if old is not None and old.action and old.id == info.id:
+                info.action = old.action
+            self._infos[info.service] = info
+
+    def set_action(self, service: str, action: str | None) -> None:
+        with self._lock:
+            info = self._infos.get(service)
+            if info is not None:
+                info.action = action
+        self._emit()
+
+    def full_sync(self) -> None:
+        infos = self.source.list_stack()
+        for info in infos:
+            self._store(info)
+        self._status = DockerStatus(True, None, self._status.server_version)
+        self._emit()
+
+    def refresh_service(self, service: ServiceConfig, container_id: str | None = None) -> None:
+        self._store(self.source.inspect_service(service, container_id))
+        self._emit()
+
+    def handle_event(self, event: dict[str, Any]) -> None:
+        if event.get("Type") != "container":
+            return
+        action = str(event.get("Action") or "")
+        actor = event.get("Actor") or {}
+        attrs = actor.get("Attributes") or {}
+        svc = match_service(self.source.services, attrs.get("name") or "", attrs)
+        if svc is None:
+            return
+        if action == "start":
+            self.tracker.record_start(svc.name)
+        if action == "destroy":
+            with self._lock:
+                current = self._infos.get(svc.name)
+            if current is not None and current.id not in (None, actor.get("ID")):
+                return  # an older container of that name went away; the new one stays
+            self._store(missing_info(svc))
+            self._emit()
+            return
+        self.refresh_service(svc, actor.get("ID"))
+
+    # -- threads
+    def _wait(self, seconds: float) -> bool:
+        """Sleep unless stopping; True when it is time to stop."""
+        return self._stop.wait(seconds)
+
+    def _run_events(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                client = make_client(self.config.docker)
+                self._events_client = client
+                version = client.version()
+                since = int(time.time()) - 1
+                self._status = DockerStatus(True, None, version.get("Version"))
+                self.full_sync()
+                self._connected.set()
+                self.backoff = 0.0
+                delay = 0.5
+                self._stream = client.events(
+                    decode=True, since=since,
+                    filters={"type": "container", "event": list(EVENT_ACTIONS)})
+                if self._stop.is_set():  # close() ran while we were connecting
+                    break
+                for event in self._stream:
+                    if self._stop.is_set():
+                        break
+                    try:
+                        self.handle_event(event)
+                    except docker.errors.DockerException as exc:
+                        log.debug("event handling failed: %s", describe_error(exc))
+                # the iterator ends silently when the daemon restarts: reconnect
+                if not self._stop.is_set():
+                    raise docker.errors.DockerException("events stream ended")
+            except Exception as exc:
+                self._connected.clear()
+                if self._stop.is_set():
+                    break
+                self.source.reset()
+                self._status = DockerStatus(
+                    False, f"Docker engine unreachable: {describe_error(exc)}")
+                self.backoff = delay
+                self._emit()
+            finally:
+                self._close_stream()
+            if self._wait(delay):
+                break
+            delay = min(delay * 2, 30.0)
+
+    def _run_resync(self) -> None:
+        interval = self.config.docker.resync_interval
+        while not self._wait(interval):
+            if not self._connected.is_set():
+                continue
+            try:
+                self.full_sync()
+            except Exception as exc:
+                log.debug("re-sync failed: %s", describe_error(exc))
+
+    def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # closing twice or over a dead socket is harmless
+                pass
+        client, self._events_client = self._events_client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

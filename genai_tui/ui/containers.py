@@ -1,0 +1,245 @@
+"""The containers panel: one row per configured service, live from the events stream."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from genai_tui.model import ContainerInfo, DockerStatus
+from genai_tui.sources.docker import ContainerMonitor
+from genai_tui.ui.context import AppContext
+
+COLUMNS = (
+    ("service", "Service", 20),
+    ("container", "Container", 20),
+    ("state", "State", 14),
+    ("health", "Health", 13),
+    ("uptime", "Up", 7),
+    ("restarts", "Rst", 4),
+    ("exit", "Exit", 9),
+    ("ports", "Ports", 22),
+    ("image", "Image", 18),
+)
+COMPACT_HIDDEN = ("container", "image")
+
+STATE_STYLE = {
+    "running": "green",
+    "restarting": "bold yellow",
+    "paused": "yellow",
+    "created": "yellow",
+    "exited": "bold red",
+    "dead": "bold red",
+    "removing": "yellow",
+    "missing": "bold red",
+}
+HEALTH_STYLE = {"healthy": "green", "unhealthy": "bold red", "starting": "yellow"}
+
+
+def human_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
+
+
+def uptime_text(info: ContainerInfo, now: datetime | None = None) -> str:
+    if not info.running or info.started_at is None:
+        return "-"
+    now = now or datetime.now(UTC)
+    return human_duration((now - info.started_at).total_seconds())
+
+
+def row_cells(info: ContainerInfo, now: datetime | None = None) -> dict[str, Text | str]:
+    """What each column shows for one service."""
+    state = info.state
+    if info.looping:
+        state_text = Text("looping", style="bold red reverse")
+    else:
+        state_text = Text(state, style=STATE_STYLE.get(state, ""))
+    if info.action:
+        failed = info.action.startswith("restart failed")
+        state_text = Text("restart failed" if failed else info.action,
+                          style="bold red" if failed else "bold cyan")
+    health = Text(info.health or "-", style=HEALTH_STYLE.get(info.health or "", "dim"))
+    if info.health == "unhealthy" and info.failing_streak:
+        health.append(f" ×{info.failing_streak}", style="red")
+    if info.oom_killed:
+        exit_text = Text(f"{info.exit_code if info.exit_code is not None else 137} OOM",
+                         style="bold red")
+    elif info.exit_code not in (None, 0) and not info.running:
+        exit_text = Text(str(info.exit_code), style="red")
+    elif info.exit_code is not None and not info.running:
+        exit_text = Text(str(info.exit_code))
+    else:
+        exit_text = Text("-", style="dim")
+    ports = ", ".join(p.label() for p in info.ports) or "-"
+    return {
+        "service": Text(info.service, style="bold"),
+        "container": Text(info.container if not info.missing else f"{info.container}",
+                          style="dim" if info.missing else ""),
+        "state": state_text,
+        "health": health,
+        "uptime": uptime_text(info, now),
+        "restarts": Text(str(info.restart_count),
+                         style="bold red" if info.looping else ("yellow" if info.restart_count
+                                                                else "")),
+        "exit": exit_text,
+        "ports": ports,
+        "image": info.image or "-",
+    }
+
+
+def _signature(cell: Text | str | None) -> tuple[str, str]:
+    if isinstance(cell, Text):
+        return cell.plain, str(cell.style) + repr(cell.spans)
+    return str(cell), ""
+
+
+class ContainersChanged(Message):
+    """Posted from the monitor's threads; only the newest queued one matters."""
+
+    def __init__(self, status: DockerStatus, infos: list[ContainerInfo]) -> None:
+        super().__init__()
+        self.status = status
+        self.infos = infos
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ContainersChanged)
+
+
+class ContainersPanel(Vertical):
+    DEFAULT_CSS = """
+    ContainersPanel { height: auto; max-height: 50%; }
+    ContainersPanel > #docker-banner { display: none; color: $error; text-style: bold;
+        padding: 0 1; }
+    ContainersPanel.-unreachable > #docker-banner { display: block; }
+    ContainersPanel > DataTable { height: auto; max-height: 20; }
+    """
+
+    def __init__(self, ctx: AppContext, *, monitor: bool = True, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.ctx = ctx
+        self.border_title = "Containers"
+        self.monitor: ContainerMonitor | None = None
+        self._start_monitor = monitor
+        self._last: dict[str, dict[str, Text | str]] = {}
+        self._infos: dict[str, ContainerInfo] = {}
+        self._compact = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="docker-banner")
+        table: DataTable[Text | str] = DataTable(cursor_type="row", zebra_stripes=False,
+                                                 id="containers-table")
+        yield table
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+        for svc in self.ctx.config.services:
+            info = ContainerInfo(service=svc.name, container=svc.container_name,
+                                 state="…", runtime=svc.runtime)
+            cells = row_cells(info)
+            cells["state"] = Text("…", style="dim")
+            table.add_row(*(cells[k] for k, _, _ in COLUMNS), key=svc.name)
+            self._last[svc.name] = cells
+        self.set_interval(10.0, self._tick_uptime)
+        if self._start_monitor:
+            self.monitor = ContainerMonitor(self.ctx.config, self._from_thread)
+            self.monitor.start()
+
+    def on_unmount(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close(timeout=1.0)
+
+    def _from_thread(self, status: DockerStatus, infos: list[ContainerInfo]) -> None:
+        self.post_message(ContainersChanged(status, infos))
+
+    # -- rendering
+    def on_containers_changed(self, message: ContainersChanged) -> None:
+        self.apply(message.status, message.infos)
+
+    def apply(self, status: DockerStatus, infos: list[ContainerInfo]) -> None:
+        """Show a new state; only cells whose text changed are touched."""
+        banner = self.query_one("#docker-banner", Static)
+        if status.reachable:
+            self.remove_class("-unreachable")
+        else:
+            retry = ""
+            if self.monitor is not None and self.monitor.backoff:
+                retry = f" — retrying every {self.monitor.backoff:g}s"
+            banner.update(Text(f"{status.error or 'Docker engine unreachable'}{retry}"))
+            self.add_class("-unreachable")
+        self.ctx.publish("docker", status)
+        for info in infos:
+            self._infos[info.service] = info
+            self._update_row(info)
+        self.ctx.publish("containers", list(self._infos.values()))
+
+    def _update_row(self, info: ContainerInfo) -> None:
+        table = self.query_one(DataTable)
+        cells = row_cells(info)
+        old = self._last.get(info.service, {})
+        for key, _, _ in COLUMNS:
+            if _signature(old.get(key)) != _signature(cells[key]):
+                table.update_cell(info.service, key, cells[key])
+        self._last[info.service] = cells
+
+    def _tick_uptime(self) -> None:
+        for info in self._infos.values():
+            if info.running:
+                self._update_row(info)
+
+    # -- selection and actions
+    @property
+    def selected_service(self) -> str | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        try:
+            row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        except Exception:
+            return None
+        return str(row_key.value) if row_key.value is not None else None
+
+    def info(self, service: str) -> ContainerInfo | None:
+        return self._infos.get(service)
+
+    def restart_services(self, services: list[str]) -> None:
+        for name in services:
+            if self.monitor is not None:
+                self.monitor.set_action(name, "restarting…")
+        self._restart(services)
+
+    @work(thread=True, group="docker-actions", exit_on_error=False)
+    def _restart(self, services: list[str]) -> None:
+        monitor = self.monitor
+        if monitor is None:
+            return
+        for name in services:
+            svc = self.ctx.config.service(name)
+            if svc is None:
+                continue
+            ok, detail = monitor.source.restart(svc)
+            monitor.set_action(name, None if ok else f"restart failed: {detail}")
+            if ok:
+                try:
+                    monitor.refresh_service(svc)
+                except Exception:  # the events stream will catch up
+                    pass
+                self.app.call_from_thread(
+                    self.app.notify, f"{name}: restarted", title="Restart")
+            else:
+                self.app.call_from_thread(
+                    self.app.notify, f"{name}: restart failed: {detail}", title="Restart",
+                    severity="error")

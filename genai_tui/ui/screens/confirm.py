@@ -1,0 +1,47 @@
+"""A yes/no confirmation for destructive keys (restart, unify)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical { width: auto; min-width: 40; max-width: 90; height: auto;
+        border: thick $warning; background: $surface; padding: 1 2; }
+    ConfirmScreen #question { width: auto; margin-bottom: 1; }
+    ConfirmScreen Horizontal { width: auto; height: auto; }
+    ConfirmScreen Button { margin: 0 1; }
+    """
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", show=False),
+        Binding("n,escape", "answer(False)", "No", show=False),
+    ]
+
+    def __init__(self, question: str, *, yes: str = "Yes", no: str = "Cancel") -> None:
+        super().__init__()
+        self.question = question
+        self.yes = yes
+        self.no = no
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question, id="question", markup=False)
+            with Horizontal():
+                yield Button(Text(f"{self.yes} (y)"), variant="warning", id="yes")
+                yield Button(Text(f"{self.no} (n)"), id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)

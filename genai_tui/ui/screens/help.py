@@ -1,0 +1,47 @@
+"""The help screen, generated from the bindings actually in force."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 80; max-width: 100%; height: auto; max-height: 90%;
+        border: thick $primary; background: $surface; padding: 0 1; }
+    """
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close", show=False)]
+
+    def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]], *,
+                 readonly: bool = False) -> None:
+        super().__init__()
+        self.sections = sections
+        self.readonly = readonly
+
+    def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+        for title, rows in self.sections:
+            table.add_row(Text(title, style="bold underline"), "")
+            for keys, description in rows:
+                table.add_row(keys, description)
+            table.add_row("", "")
+        if self.readonly:
+            table.add_row(Text("read-only", style="bold yellow"),
+                          "restart and unify keys are disabled (--readonly)")
+        with VerticalScroll():
+            yield Static(Text("genai-tui — keys", style="bold"))
+            yield Static(table)
+            yield Static(Text("Esc or ? closes this screen. Ctrl+P opens the command palette.",
+                              style="dim"))
+
+    def action_dismiss_help(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,23 @@
+"""Shared bits for UI tests: a config for fixed services and the screen as plain text."""
+
+from __future__ import annotations
+
+from genai_tui.config import Config, ServiceConfig, TokensConfig
+
+
+def stack_config(*containers: str, names: tuple[str, ...] = ()) -> Config:
+    services = tuple(
+        ServiceConfig(names[i] if i < len(names) else f"svc{i}", f"http://127.0.0.1:{9 + i}",
+                      "comfyui", container=c, auth=True)
+        for i, c in enumerate(containers))
+    return Config(services=services, tokens=TokensConfig())
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as text (from the SVG export, tags removed)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    texts = re.findall(r"<text[^>]*>(.*?)</text>", svg, flags=re.S)
+    return html.unescape("".join(texts)).replace("\xa0", " ")
