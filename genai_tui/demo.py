@@ -227,3 +227,81 @@ def docker_available() -> tuple[bool, str]:
         from genai_tui.sources.docker import describe_error
 
         return False, describe_error(exc)
+
+
+class LocalDemo:
+    """The same stack as local processes (`runtime = "process"`), for hosts with no engine.
+
+    Each service is started detached with a PID file, its output appended to a log file;
+    its `restart_command` kills the PID and starts it again, exactly like a systemd unit's
+    restart would from the dashboard's point of view.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.run_dir = root / "run"
+        self.log_dir = root / "logs"
+
+    def _command(self, svc: DemoService, port: int, ports: dict[str, int]) -> list[str]:
+        import sys
+
+        cmd = [sys.executable, "-m", "genai_tui.sim", "--kind", svc.kind, "--host",
+               "127.0.0.1", "--port", str(port), "--name", svc.name]
+        if svc.kind == "comfyui":
+            cmd += ["--password-file", str(self.root / "login" / svc.name / "PASSWORD"),
+                    "--jobs-every", "45"]
+        if svc.kind == "orchestrator":
+            cmd += ["--backends", ",".join(
+                f"{s.name}=http://127.0.0.1:{ports[s.name]}/" for s in SERVICES
+                if s.kind != "orchestrator")]
+        return cmd
+
+    def _shell_line(self, svc: DemoService, cmd: list[str]) -> str:
+        import shlex
+
+        pkg_parent = str(Path(__file__).resolve().parent.parent)
+        pid = shlex.quote(str(self.run_dir / f"{svc.name}.pid"))
+        logf = shlex.quote(str(self.log_dir / f"{svc.name}.log"))
+        start = (f"PYTHONPATH={shlex.quote(pkg_parent)} PYTHONUNBUFFERED=1 nohup "
+                 + " ".join(shlex.quote(a) for a in cmd) + f" >> {logf} 2>&1 < /dev/null &")
+        return (f"if [ -f {pid} ]; then kill $(cat {pid}) 2>/dev/null; sleep 0.5; fi; "
+                f"{start} echo $! > {pid}")
+
+    def start(self) -> Path:
+        import subprocess
+
+        self.stop()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        ports = pick_ports()
+        lines = {s.name: self._shell_line(s, self._command(s, ports[s.name], ports))
+                 for s in SERVICES}
+        config_path = write_stack_files(self.root, ports, container_prefix="",
+                                        runtime="process", process_commands=lines)
+        for svc in SERVICES:
+            subprocess.run(["sh", "-c", lines[svc.name]], check=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+        return config_path
+
+    def pids(self) -> list[int]:
+        found = []
+        for f in self.run_dir.glob("*.pid") if self.run_dir.is_dir() else []:
+            try:
+                found.append(int(f.read_text().strip()))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    def stop(self) -> None:
+        import signal
+
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for f in self.run_dir.glob("*.pid") if self.run_dir.is_dir() else []:
+            f.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.stop()

@@ -69,6 +69,9 @@ class ContainerInfo:
     action: str | None = None
     runtime: str = "docker"  # docker | process
     cmd_args: list[str] = field(default_factory=list)
+    # process runtime only (containers have no per-container stats stream, on purpose)
+    cpu_pct: float | None = None
+    memory_mb: float | None = None
 
     @property
     def running(self) -> bool:
@@ -93,6 +96,9 @@ class ContainerInfo:
             "started_at": _iso(self.started_at),
             "ports": [p.label() for p in self.ports],
             "image": self.image,
+            "pid": self.pid,
+            "cpu_pct": self.cpu_pct,
+            "memory_mb": None if self.memory_mb is None else round(self.memory_mb, 1),
         }
 
 

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Static
 
 from genai_tui.model import ContainerInfo, DockerStatus
 from genai_tui.sources.docker import ContainerMonitor
+from genai_tui.sources.process import ProcessMonitor
 from genai_tui.ui.context import AppContext
 
 COLUMNS = (
@@ -95,8 +96,17 @@ def row_cells(info: ContainerInfo, now: datetime | None = None) -> dict[str, Tex
                                                                 else "")),
         "exit": exit_text,
         "ports": ports,
-        "image": info.image or "-",
+        "image": _image(info),
     }
+
+
+def _image(info: ContainerInfo) -> str:
+    if info.runtime != "process":
+        return info.image or "-"
+    if info.missing:
+        return "process not found"
+    usage = f"{info.cpu_pct or 0:.0f}% {info.memory_mb or 0:.0f}M"
+    return f"{usage} {info.image}"
 
 
 def _signature(cell: Text | str | None) -> tuple[str, str]:
@@ -106,15 +116,18 @@ def _signature(cell: Text | str | None) -> tuple[str, str]:
 
 
 class ContainersChanged(Message):
-    """Posted from the monitor's threads; only the newest queued one matters."""
+    """Posted from a monitor's thread; only the newest queued one per monitor matters.
+    `status` is None for process-runtime updates (they say nothing about Docker)."""
 
-    def __init__(self, status: DockerStatus, infos: list[ContainerInfo]) -> None:
+    def __init__(self, status: DockerStatus | None, infos: list[ContainerInfo],
+                 origin: str = "docker") -> None:
         super().__init__()
         self.status = status
         self.infos = infos
+        self.origin = origin
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ContainersChanged)
+        return isinstance(message, ContainersChanged) and message.origin == self.origin
 
 
 class ContainersPanel(Vertical):
@@ -131,6 +144,7 @@ class ContainersPanel(Vertical):
         self.ctx = ctx
         self.border_title = "Containers"
         self.monitor: ContainerMonitor | None = None
+        self.processes: ProcessMonitor | None = None
         self._start_monitor = monitor
         self._last: dict[str, dict[str, Text | str]] = {}
         self._infos: dict[str, ContainerInfo] = {}
@@ -154,33 +168,42 @@ class ContainersPanel(Vertical):
             table.add_row(*(cells[k] for k, _, _ in COLUMNS), key=svc.name)
             self._last[svc.name] = cells
         self.set_interval(10.0, self._tick_uptime)
-        if self._start_monitor:
-            self.monitor = ContainerMonitor(self.ctx.config, self._from_thread)
+        runtimes = {s.runtime for s in self.ctx.config.services}
+        if self._start_monitor and "docker" in runtimes:
+            self.monitor = ContainerMonitor(self.ctx.config, self._from_docker)
             self.monitor.start()
+        if self._start_monitor and "process" in runtimes:
+            self.processes = ProcessMonitor(self.ctx.config, self._from_processes)
+            self.processes.start()
 
     def on_unmount(self) -> None:
-        if self.monitor is not None:
-            self.monitor.close(timeout=1.0)
+        for monitor in (self.monitor, self.processes):
+            if monitor is not None:
+                monitor.close(timeout=1.0)
 
-    def _from_thread(self, status: DockerStatus, infos: list[ContainerInfo]) -> None:
+    def _from_docker(self, status: DockerStatus, infos: list[ContainerInfo]) -> None:
         self.post_message(ContainersChanged(status, infos))
+
+    def _from_processes(self, _status: DockerStatus, infos: list[ContainerInfo]) -> None:
+        self.post_message(ContainersChanged(None, infos, origin="process"))
 
     # -- rendering
     def on_containers_changed(self, message: ContainersChanged) -> None:
         self.apply(message.status, message.infos)
 
-    def apply(self, status: DockerStatus, infos: list[ContainerInfo]) -> None:
+    def apply(self, status: DockerStatus | None, infos: list[ContainerInfo]) -> None:
         """Show a new state; only cells whose text changed are touched."""
-        banner = self.query_one("#docker-banner", Static)
-        if status.reachable:
-            self.remove_class("-unreachable")
-        else:
-            retry = ""
-            if self.monitor is not None and self.monitor.backoff:
-                retry = f" — retrying every {self.monitor.backoff:g}s"
-            banner.update(Text(f"{status.error or 'Docker engine unreachable'}{retry}"))
-            self.add_class("-unreachable")
-        self.ctx.publish("docker", status)
+        if status is not None:
+            banner = self.query_one("#docker-banner", Static)
+            if status.reachable:
+                self.remove_class("-unreachable")
+            else:
+                retry = ""
+                if self.monitor is not None and self.monitor.backoff:
+                    retry = f" — retrying in {self.monitor.backoff:g}s"
+                banner.update(Text(f"{status.error or 'Docker engine unreachable'}{retry}"))
+                self.add_class("-unreachable")
+            self.ctx.publish("docker", status)
         for info in infos:
             self._infos[info.service] = info
             self._update_row(info)
@@ -215,26 +238,34 @@ class ContainersPanel(Vertical):
     def info(self, service: str) -> ContainerInfo | None:
         return self._infos.get(service)
 
+    def _monitor_for(self, name: str) -> ContainerMonitor | ProcessMonitor | None:
+        svc = self.ctx.config.service(name)
+        if svc is None:
+            return None
+        return self.processes if svc.runtime == "process" else self.monitor
+
     def restart_services(self, services: list[str]) -> None:
         for name in services:
-            if self.monitor is not None:
-                self.monitor.set_action(name, "restarting…")
+            monitor = self._monitor_for(name)
+            if monitor is not None:
+                monitor.set_action(name, "restarting…")
         self._restart(services)
 
     @work(thread=True, group="docker-actions", exit_on_error=False)
     def _restart(self, services: list[str]) -> None:
-        monitor = self.monitor
-        if monitor is None:
-            return
         for name in services:
             svc = self.ctx.config.service(name)
-            if svc is None:
+            monitor = self._monitor_for(name)
+            if svc is None or monitor is None:
                 continue
             ok, detail = monitor.source.restart(svc)
             monitor.set_action(name, None if ok else f"restart failed: {detail}")
             if ok:
                 try:
-                    monitor.refresh_service(svc)
+                    if isinstance(monitor, ProcessMonitor):
+                        monitor.poke()
+                    else:
+                        monitor.refresh_service(svc)
                 except Exception:  # the events stream will catch up
                     pass
                 self.app.call_from_thread(
