@@ -1,0 +1,370 @@
+"""The GPU panel: per GPU memory (bar + history), utilisation, temperature, power, and the
+processes holding VRAM with the container and stack service that own them.
+
+NVML is read off the UI thread (a thread worker per poll, the next poll scheduled only
+after the previous one finished). Without NVML the panel says why in one line and, when
+it can, shows each ComfyUI's own VRAM view from its `/system_stats`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Sparkline, Static
+
+from genai_tui.model import ContainerInfo, GpuInfo, GpuProcess, GpuReport, ProbeResult
+from genai_tui.sources import gpu as gpu_source
+from genai_tui.ui.context import AppContext
+
+#: memory samples kept per GPU for the sparkline (at 2 s: the last 5 minutes)
+HISTORY = 150
+#: GPU processes listed per GPU before "+N more"
+MAX_PROCS = 4
+BAR_WIDTH = 12
+
+
+# ---------------------------------------------------------------- formatting helpers
+
+
+def fmt_mib(mib: float | None, *, unit: bool = True) -> str:
+    """MiB as a short human size: 512M, 18.1G, 1.8T."""
+    if mib is None:
+        return "n/a"
+    if mib >= 1024 * 1024 * 0.95:
+        value, suffix = mib / (1024 * 1024), "T"
+    elif mib >= 1000:
+        value, suffix = mib / 1024, "G"
+    else:
+        return f"{mib:.0f}M" if unit else f"{mib / 1024:.1f}"
+    return f"{value:.1f}{suffix}" if unit else f"{value:.1f}"
+
+
+def fmt_pair(used: float | None, total: float | None) -> str:
+    """`18.1/24.0G`: one unit for both, taken from the total."""
+    if total is None:
+        return fmt_mib(used)
+    total_s = fmt_mib(total)
+    suffix = total_s[-1]
+    div = {"T": 1024 * 1024, "G": 1024, "M": 1}[suffix]
+    if used is None:
+        return f"n/a/{total_s}"
+    if suffix == "M":
+        return f"{used:.0f}/{total_s}"
+    return f"{used / div:.1f}/{total_s}"
+
+
+def bar(pct: float | None, width: int = BAR_WIDTH) -> Text:
+    """A text meter; the empty part dimmed so the colour (from CSS) shows the fill."""
+    if pct is None:
+        return Text("·" * width, style="dim")
+    filled = max(0, min(width, round(width * pct / 100.0)))
+    text = Text("█" * filled)
+    text.append("░" * (width - filled), style="dim")
+    return text
+
+
+def fmt_pct(pct: float | None) -> str:
+    return "  … " if pct is None else f"{pct:3.0f}%"
+
+
+def short_gpu_name(name: str) -> str:
+    """`NVIDIA GeForce RTX 3080 Laptop GPU` -> `RTX 3080 Laptop`."""
+    for prefix in ("NVIDIA ", "GeForce "):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    return name.removesuffix(" GPU") or "GPU"
+
+
+def owner_label(proc: GpuProcess) -> str:
+    """Who owns a GPU process: the stack service, else the container, else the host."""
+    if proc.service and proc.container and proc.container != proc.service:
+        return f"{proc.service} ({proc.container})"
+    if proc.service:
+        return proc.service
+    if proc.container:
+        return f"container {proc.container}"
+    return "host"
+
+
+# ---------------------------------------------------------------- widgets
+
+
+class MemorySparkline(Sparkline):
+    """A Sparkline of memory used, scaled from 0 to the GPU's total, newest on the right.
+
+    The stock renderer scales between the window's min and max, which turns 17.9→18.0 GB
+    jitter into a full-height swing; VRAM history only makes sense against the total.
+    With more samples than columns, each column shows the peak of its share of samples
+    (a peak is what an OOM is made of).
+    """
+
+    BARS = "▁▂▃▄▅▆▇█"
+
+    def __init__(self, *, ceiling: float | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__([], id=id, classes=classes)
+        self.ceiling = ceiling
+
+    @staticmethod
+    def columns(data: Sequence[float], width: int) -> list[float]:
+        """One value per column: samples as they are, or bucket peaks when too many."""
+        if width <= 0:
+            return []
+        if len(data) <= width:
+            return list(data)
+        step = len(data) / width
+        return [max(data[int(i * step):max(int(i * step) + 1, int((i + 1) * step))])
+                for i in range(width)]
+
+    def render(self) -> Any:
+        width = self.size.width
+        values = self.columns(list(self.data or []), width)
+        top = self.ceiling or max(values, default=0.0) or 1.0
+        _, base = self.background_colors
+        low = base + self.get_component_styles("sparkline--min-color").color
+        high = base + self.get_component_styles("sparkline--max-color").color
+        text = Text(" " * (width - len(values)))
+        for value in values:
+            ratio = max(0.0, min(1.0, value / top))
+            glyph = self.BARS[min(len(self.BARS) - 1, int(ratio * len(self.BARS)))]
+            text.append(glyph, style=Style(color=low.blend(high, ratio).rich_color))
+        return text
+
+
+class GpuCard(Vertical):
+    """One GPU: a header line, a memory meter, a history line and its processes."""
+
+    def __init__(self, key: str, warn_pct: float) -> None:
+        super().__init__(classes="gpu-card")
+        self.key = key
+        self.warn_pct = warn_pct
+        self.head = Static(classes="gpu-head")
+        self.mem = Static(classes="gpu-mem")
+        self.spark = MemorySparkline(classes="gpu-spark")
+        self.procs = Static(classes="gpu-procs")
+
+    def compose(self) -> ComposeResult:
+        yield self.head
+        with Horizontal(classes="gpu-memrow"):
+            yield self.mem
+            yield self.spark
+        yield self.procs
+
+    def show(self, gpu: GpuInfo, history: Sequence[float]) -> None:
+        pct = gpu.memory_pct
+        warn = pct is not None and pct >= self.warn_pct
+        self.set_class(warn, "-warn")
+        self.set_class(gpu.error is not None, "-lost")
+
+        head = Text()
+        if gpu.source.startswith("system_stats:"):
+            service = gpu.source.split(":", 1)[1]
+            head.append(f"{service}", style="bold")
+            head.append(f" {short_gpu_name(gpu.name)}")
+        else:
+            head.append(f"{gpu.index} ", style="bold")
+            head.append(f"{short_gpu_name(gpu.name)[:18]:<18}")
+            if gpu.utilization_pct is not None:
+                head.append(f" {gpu.utilization_pct:3.0f}%")
+            if gpu.temperature_c is not None:
+                head.append(f" {gpu.temperature_c:.0f}°C")
+            if gpu.power_w is not None:
+                limit = f"/{gpu.power_limit_w:.0f}" if gpu.power_limit_w else ""
+                head.append(f" {gpu.power_w:.0f}{limit}W")
+        self.head.update(head)
+
+        if gpu.error:
+            self.mem.update(Text(f"  {gpu.error}"))
+            self.spark.display = False
+        else:
+            mem = Text("  ")
+            if gpu.memory_total_mb is None and gpu.memory_used_mb is None:
+                mem.append("memory n/a", style="dim")
+            else:
+                mem.append_text(bar(pct))
+                mem.append(f" {fmt_pair(gpu.memory_used_mb, gpu.memory_total_mb):>11}")
+                mem.append(f" {fmt_pct(pct)}")
+                if warn:
+                    mem.append("!", style="bold")
+            mem.append(" ")
+            self.mem.update(mem)
+            self.spark.display = True
+            self.spark.ceiling = gpu.memory_total_mb
+            self.spark.data = list(history)
+
+        lines: list[Text] = []
+        shown = gpu.processes[:MAX_PROCS]
+        pid_width = max((len(str(p.pid)) for p in shown), default=0)
+        for proc in shown:
+            line = Text(f"  {proc.pid:>{pid_width}} ")
+            line.append(f"{(proc.name or '?')[:10]:<10}")
+            line.append(f" {fmt_mib(proc.memory_mb):>6} ")
+            owner = owner_label(proc)
+            line.append(owner, style="bold" if proc.service else ("dim" if owner == "host"
+                                                                   else ""))
+            lines.append(line)
+        extra = len(gpu.processes) - MAX_PROCS
+        if extra > 0:
+            lines.append(Text(f"  … +{extra} more", style="dim"))
+        if gpu.hidden_processes:
+            lines.append(Text(f"  +{gpu.hidden_processes} not visible in /proc "
+                              "(run with --pid=host)", style="dim"))
+        self.procs.update(Text("\n").join(lines))
+        self.procs.display = bool(lines)
+
+
+class GpuPanel(Vertical):
+    """Mounted by the app as `GpuPanel(ctx, id="gpu")`; publishes `ctx.publish("gpu", …)`."""
+
+    DEFAULT_CSS = """
+    GpuPanel {
+        height: auto;
+        border: round $primary 60%;
+        border-title-color: $text;
+        padding: 0 1;
+    }
+    GpuPanel.-warn { border: round $error; }
+    GpuPanel > #gpu-message { color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    GpuPanel > #gpu-message.-error { color: $warning; }
+    GpuPanel GpuCard { height: auto; }
+    GpuPanel Static { text-wrap: nowrap; text-overflow: ellipsis; }
+    GpuPanel .gpu-memrow { height: 1; }
+    GpuPanel .gpu-mem { width: auto; }
+    GpuPanel .gpu-spark { width: 1fr; height: 1; }
+    GpuPanel GpuCard.-warn .gpu-head, GpuPanel GpuCard.-warn .gpu-mem {
+        color: $error;
+        text-style: bold;
+    }
+    GpuPanel GpuCard.-warn .gpu-spark > .sparkline--max-color { color: $error; }
+    GpuPanel GpuCard.-lost .gpu-head, GpuPanel GpuCard.-lost .gpu-mem { color: $warning; }
+    """
+
+    class Polled(Message, bubble=False):
+        """A fresh report from the worker thread (posted, never touching widgets there)."""
+
+        def __init__(self, report: GpuReport) -> None:
+            super().__init__()
+            self.report = report
+
+    def __init__(self, ctx: AppContext, *, source: gpu_source.NvmlSource | None = None,
+                 id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.ctx = ctx
+        self.remote = gpu_source.is_remote_docker(ctx.config.docker.host)
+        self._source = source if source is not None else (
+            None if self.remote else gpu_source.NvmlSource())
+        self.interval = max(0.5, ctx.config.gpu.interval)
+        self.warn_pct = ctx.config.gpu.memory_warn_pct
+        self.report: GpuReport | None = None
+        #: the one-line status above the GPUs ("" when all is well)
+        self.message = ""
+        self.polls = 0
+        self._history: dict[str, deque[float]] = {}
+        self._cards: dict[str, GpuCard] = {}
+        self._message = Static(id="gpu-message")
+        self._timer: Timer | None = None
+        self._polling = False
+
+    def compose(self) -> ComposeResult:
+        yield self._message
+
+    def on_mount(self) -> None:
+        self.border_title = "GPU"
+        self._message.update("reading GPUs…")
+        self._poll()
+
+    def on_unmount(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        if self._source is not None:
+            self._source.close()
+
+    # ------------------------------------------------------------ polling
+
+    def action_refresh(self) -> None:
+        """Poll now (a panel-wide action the app may bind)."""
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._poll()
+
+    def _poll(self) -> None:
+        if self._polling:
+            return
+        self._polling = True
+        containers = list(self.ctx.snapshot.containers)
+        probes = list(self.ctx.snapshot.probes)
+        self.run_worker(partial(self._collect, containers, probes), name="gpu-poll",
+                        group="gpu-poll", thread=True, exit_on_error=False)
+
+    def _collect(self, containers: list[ContainerInfo], probes: list[ProbeResult]) -> None:
+        """Worker thread: blocking NVML and /proc reads; the result goes back as a message."""
+        try:
+            report = gpu_source.gpu_report(self._source, containers, probes,
+                                           remote=self.remote)
+        except Exception as exc:  # never lose the polling loop to a surprise
+            report = GpuReport(error=f"GPU read failed: {type(exc).__name__}")
+        self.post_message(self.Polled(report))
+
+    def on_gpu_panel_polled(self, message: Polled) -> None:
+        self._polling = False
+        self.show(message.report)
+        self.ctx.publish("gpu", message.report)
+        if self.is_attached:
+            self._timer = self.set_timer(self.interval, self._poll)
+
+    # ------------------------------------------------------------ rendering
+
+    def show(self, report: GpuReport) -> None:
+        """Render a report (public so tests and the app can feed one directly)."""
+        self.report = report
+        self.polls += 1
+        gpus = report.gpus
+        keys = [f"{g.source}#{g.index}" for g in gpus]
+
+        nvml_gpus = [g for g in gpus if g.source == "nvml"]
+        self.border_subtitle = (f"driver {report.driver_version}"
+                                if report.driver_version and nvml_gpus else "")
+        message = self._message_for(report)
+        self.message = message
+        self._message.update(Text(message))
+        self._message.display = bool(message)
+        self._message.set_class(bool(report.error) and not report.gpus, "-error")
+
+        if keys != list(self._cards):
+            for card in self._cards.values():
+                card.remove()
+            self._cards = {k: GpuCard(k, self.warn_pct) for k in keys}
+            if self._cards:
+                self.mount(*self._cards.values())
+            self._history = {k: self._history.get(k, deque(maxlen=HISTORY)) for k in keys}
+
+        warn = False
+        for key, gpu in zip(keys, gpus, strict=True):
+            hist = self._history[key]
+            if gpu.memory_used_mb is not None and not gpu.error:
+                hist.append(gpu.memory_used_mb)
+            self._cards[key].show(gpu, hist)
+            pct = gpu.memory_pct
+            warn = warn or (pct is not None and pct >= self.warn_pct)
+        self.set_class(warn, "-warn")
+
+    @staticmethod
+    def _message_for(report: GpuReport) -> str:
+        if report.error and report.gpus and all(
+                g.source.startswith("system_stats:") for g in report.gpus):
+            return f"{report.error} · VRAM as each ComfyUI reports it"
+        if report.error:
+            return report.error
+        if not report.gpus:
+            return "NVML: no NVIDIA GPU found"
+        return ""

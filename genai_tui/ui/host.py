@@ -1,0 +1,187 @@
+"""The host panel: CPU, load, memory, swap and the disks holding models and outputs.
+
+Memory is highlighted above `[host] memory_warn_pct`, because running out of it is what
+makes the kernel's OOM killer end a ComfyUI with exit code 137.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Static
+
+from genai_tui.model import DiskUsage, HostInfo
+from genai_tui.sources import host as host_source
+from genai_tui.ui.context import AppContext
+from genai_tui.ui.gpu import bar, fmt_pair, fmt_pct
+
+#: a disk this full is highlighted too (ComfyUI fails mid-job when outputs cannot be saved)
+DISK_WARN_PCT = 95.0
+#: label column width (a disk's folder name is cut to LABEL - 1)
+LABEL = 8
+
+
+class HostReader(Protocol):
+    def read(self) -> HostInfo: ...
+
+
+def disk_label(path: str) -> str:
+    name = Path(path).name or path
+    return name[:LABEL - 1]
+
+
+class HostPanel(Vertical):
+    """Mounted by the app as `HostPanel(ctx, id="host")`; publishes `ctx.publish("host", …)`.
+
+    `source` is anything with `read() -> HostInfo` (tests pass fixed values).
+    """
+
+    DEFAULT_CSS = """
+    HostPanel {
+        height: auto;
+        border: round $primary 60%;
+        border-title-color: $text;
+        padding: 0 1;
+    }
+    HostPanel.-warn { border: round $error; }
+    HostPanel Static { text-wrap: nowrap; text-overflow: ellipsis; }
+    HostPanel .-warn { color: $error; text-style: bold; }
+    HostPanel .-error { color: $warning; }
+    """
+
+    class Polled(Message, bubble=False):
+        def __init__(self, info: HostInfo) -> None:
+            super().__init__()
+            self.info = info
+
+    def __init__(self, ctx: AppContext, *, source: HostReader | None = None,
+                 id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.ctx = ctx
+        disks = host_source.default_disks(ctx.config)
+        self._source: HostReader = source if source is not None else \
+            host_source.HostSource(disks)
+        self.interval = max(0.5, ctx.config.host.interval)
+        self.warn_pct = ctx.config.host.memory_warn_pct
+        self.info: HostInfo | None = None
+        self.polls = 0
+        self.cpu = Static(id="host-cpu")
+        self.mem = Static(id="host-mem")
+        self.swap = Static(id="host-swap")
+        self._disk_lines: list[Static] = []
+        self._timer: Timer | None = None
+        self._polling = False
+
+    def compose(self) -> ComposeResult:
+        yield self.cpu
+        yield self.mem
+        yield self.swap
+
+    def on_mount(self) -> None:
+        self.border_title = "Host"
+        self.cpu.update("reading…")
+        self._poll()
+
+    def on_unmount(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+
+    def action_refresh(self) -> None:
+        """Poll now (a panel-wide action the app may bind)."""
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._poll()
+
+    def _poll(self) -> None:
+        if self._polling:
+            return
+        self._polling = True
+        self.run_worker(self._collect, name="host-poll", group="host-poll",
+                        thread=True, exit_on_error=False)
+
+    def _collect(self) -> None:
+        try:
+            info = self._source.read()
+        except Exception:  # never lose the polling loop to a surprise
+            info = HostInfo()
+        self.post_message(self.Polled(info))
+
+    def on_host_panel_polled(self, message: Polled) -> None:
+        self._polling = False
+        first = self.polls == 0
+        self.show(message.info)
+        self.ctx.publish("host", message.info)
+        if self.is_attached:
+            # the first reading has no CPU baseline yet: take the second one soon
+            delay = min(1.0, self.interval) if first else self.interval
+            self._timer = self.set_timer(delay, self._poll)
+
+    # ------------------------------------------------------------ rendering
+
+    def show(self, info: HostInfo) -> None:
+        """Render one reading (public so tests and the app can feed one directly)."""
+        self.info = info
+        self.polls += 1
+
+        cpu = Text(f"{'CPU':<{LABEL}}")
+        cpu.append("  … " if info.cpu_pct is None else f"{info.cpu_pct:3.0f}%",
+                   style="bold")
+        if info.load is not None:
+            cpu.append(f"  load {info.load[0]:.2f} {info.load[1]:.2f} {info.load[2]:.2f}")
+        if info.cpu_count:
+            cpu.append(f" /{info.cpu_count}", style="dim")
+        self.cpu.update(cpu)
+
+        pct = info.memory_pct
+        warn = pct is not None and pct >= self.warn_pct
+        self.mem.update(self._meter("Mem", info.memory_used_mb, info.memory_total_mb,
+                                    warn))
+        self.mem.set_class(warn, "-warn")
+        if not info.swap_total_mb:
+            self.swap.update(Text("Swap none", style="dim"))
+        else:
+            self.swap.update(self._meter("Swap", info.swap_used_mb, info.swap_total_mb,
+                                         False))
+
+        if len(self._disk_lines) != len(info.disks):
+            for line in self._disk_lines:
+                line.remove()
+            self._disk_lines = [Static(classes="host-disk") for _ in info.disks]
+            if self._disk_lines:
+                self.mount(*self._disk_lines)
+        for line, disk in zip(self._disk_lines, info.disks, strict=True):
+            self._show_disk(line, disk)
+        self.set_class(warn, "-warn")
+
+    @staticmethod
+    def _meter(label: str, used: float | None, total: float | None, warn: bool) -> Text:
+        pct = None if used is None or not total else 100.0 * used / total
+        text = Text(f"{label:<{LABEL}}")
+        if total is None:
+            text.append("n/a", style="dim")
+            return text
+        text.append_text(bar(pct, 16))
+        text.append(f" {fmt_pair(used, total):>11} {fmt_pct(pct)}")
+        if warn:
+            text.append("!", style="bold")
+        return text
+
+    def _show_disk(self, line: Static, disk: DiskUsage) -> None:
+        label = disk_label(disk.path)
+        if disk.error:
+            line.update(Text(f"{label:<{LABEL}}{disk.error}: {disk.path}"))
+            line.set_class(True, "-error")
+            line.set_class(False, "-warn")
+            return
+        pct = disk.pct
+        full = pct is not None and pct >= DISK_WARN_PCT
+        line.update(self._meter(label, disk.used_mb, disk.total_mb, False))
+        line.set_class(False, "-error")
+        line.set_class(full, "-warn")
