@@ -1,0 +1,258 @@
+"""From one snapshot to findings that name the cause.
+
+Pure functions, no I/O. One root cause gives one finding: a stopped container is
+`container_exited`, not also `port_unreachable`; a server that kept an old hash is
+`token_stale`, not also `token_rejected`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from genai_tui.config import Config, ServiceConfig
+from genai_tui.model import (
+    ContainerInfo,
+    Finding,
+    ProbeResult,
+    Severity,
+    Snapshot,
+    TokensReport,
+)
+
+C, W, I = Severity.CRITICAL, Severity.WARNING, Severity.INFO  # noqa: E741
+UNREACHABLE = ("refused", "timeout", "empty_reply")
+BACKEND_OK = ("healthy", "ok", "up", "running", "ready")
+
+
+def diagnose(snap: Snapshot, config: Config, now: datetime | None = None) -> list[Finding]:
+    """All findings for the snapshot, most severe first."""
+    now = now or datetime.now(UTC)
+    findings: list[Finding] = []
+    containers = {c.service: c for c in snap.containers}
+    probes = {p.service: p for p in snap.probes}
+    docker_services = [s for s in config.services if s.runtime == "docker"]
+
+    if docker_services and not snap.docker.reachable:
+        findings.append(Finding(
+            "docker_unreachable", C, None,
+            snap.docker.error or "Docker engine unreachable",
+            "check `systemctl status docker` and DOCKER_HOST"))
+
+    for svc in config.services:
+        info = containers.get(svc.name)
+        probe = probes.get(svc.name)
+        down = _container_findings(svc, info, snap, config, now, findings)
+        if not down:
+            _probe_findings(svc, info, probe, snap, findings)
+
+    _token_findings(snap.tokens, findings)
+
+    if snap.gpu is not None:
+        if snap.gpu.error and not snap.gpu.gpus:
+            findings.append(Finding("gpu_unavailable", I, None,
+                                    f"GPU stats unavailable: {snap.gpu.error}"))
+        for g in snap.gpu.gpus:
+            pct = g.memory_pct
+            if pct is not None and pct >= config.gpu.memory_warn_pct:
+                owners = sorted({p.service or p.container or "host" for p in g.processes})
+                who = f" (held by {', '.join(owners)})" if owners else ""
+                findings.append(Finding(
+                    "gpu_memory_high", W, None,
+                    f"GPU {g.index} {g.name} memory at {pct:.0f}%{who}: the next job may OOM"))
+    if snap.host is not None:
+        pct = snap.host.memory_pct
+        if pct is not None and pct >= config.host.memory_warn_pct:
+            findings.append(Finding(
+                "host_memory_high", W, None,
+                f"host memory at {pct:.0f}%: the kernel OOM killer (exit 137) is next"))
+
+    findings.sort(key=lambda f: (f.severity.rank, f.service or ""))
+    return findings
+
+
+def _container_findings(svc: ServiceConfig, info: ContainerInfo | None, snap: Snapshot,
+                        config: Config, now: datetime, out: list[Finding]) -> bool:
+    """Findings about the container itself; True when it is down (skip probe findings)."""
+    if svc.runtime == "docker" and not snap.docker.reachable:
+        return True  # docker_unreachable says it all
+    if info is None:
+        return False
+    what = "process" if info.runtime == "process" else "container"
+    if info.missing:
+        out.append(Finding("container_missing", C, svc.name,
+                           f"{svc.name}: no {what} {info.container!r}" + (
+                               "" if info.runtime == "process" else
+                               " exists (removed, renamed or never created)"),
+                           "docker compose up -d" if info.runtime == "docker" else None))
+        return True
+    if info.looping:
+        out.append(Finding("restart_loop", C, svc.name,
+                           f"{svc.name}: restart loop ({info.restart_count} restarts"
+                           + (f", last exit {info.exit_code}" if info.exit_code else "")
+                           + "): it crashes right after start", "l (read its logs)"))
+        return True
+    if info.oom_killed:
+        out.append(Finding("oom_killed", C, svc.name,
+                           f"{svc.name}: killed by the kernel OOM killer (exit 137, OOMKilled):"
+                           " raise its memory limit or free host RAM", "r"))
+        return not info.running
+    if info.state in ("exited", "dead", "created"):
+        code = info.exit_code
+        why = f"exited with code {code}" if code is not None else f"is {info.state}"
+        if code == 137:
+            why += " (SIGKILL, not an OOM kill)"
+        out.append(Finding("container_exited", C, svc.name, f"{svc.name}: {what} {why}", "r"))
+        return True
+    if info.state in ("restarting", "paused", "removing"):
+        out.append(Finding("container_exited", C, svc.name,
+                           f"{svc.name}: {what} is {info.state}", "r"))
+        return True
+    if info.health == "starting" and info.started_at is not None:
+        age = (now - info.started_at).total_seconds()
+        if age > config.docker.health_starting_max:
+            out.append(Finding("health_starting_long", W, svc.name,
+                               f"{svc.name}: health still 'starting' after {age / 60:.0f} min:"
+                               " start_period too short, or the service never comes up",
+                               "l (read its logs)"))
+    return False
+
+
+def _probe_findings(svc: ServiceConfig, info: ContainerInfo | None, probe: ProbeResult | None,
+                    snap: Snapshot, out: list[Finding]) -> None:
+    running = info is not None and info.running
+    if probe is None:
+        if info is not None and info.health == "unhealthy":
+            out.append(Finding("unhealthy", W, svc.name,
+                               f"{svc.name}: container unhealthy ({info.failing_streak} failed"
+                               " checks)", "l (read its logs)"))
+        return
+    if probe.outcome in UNREACHABLE and (running or info is None):
+        starting = info is not None and info.health == "starting"
+        sev = W if starting else C
+        cause = {
+            "refused": "published but nothing listens",
+            "timeout": "accepts nothing or never answers (hung?)",
+            "empty_reply": "the port is published but the process inside does not answer"
+                           " (not listening yet, or on another port)",
+        }[probe.outcome]
+        out.append(Finding("port_unreachable", sev, svc.name,
+                           f"{svc.name}: {probe.url} {cause}"
+                           + (" — still starting" if starting else ""), "r"))
+        return
+    if probe.outcome in UNREACHABLE:
+        return
+    if probe.outcome in ("not_http", "dns_error", "http_error"):
+        health = " (container unhealthy)" if info is not None and info.health == "unhealthy" \
+            else ""
+        out.append(Finding("unhealthy", C, svc.name,
+                           f"{svc.name}: {probe.url} answers but not as expected "
+                           f"({probe.outcome}{f' {probe.status}' if probe.status else ''})"
+                           + (f": {probe.detail}" if probe.detail else "") + health,
+                           "l (read its logs)"))
+        return
+    if info is not None and info.health == "unhealthy":
+        if probe.auth == "enforced":
+            out.append(Finding(
+                "healthcheck_hits_auth", W, svc.name,
+                f"{svc.name}: unhealthy, yet it answers correctly with the token: its "
+                "healthcheck probes a protected path (use /login or accept 401)"))
+        elif probe.auth is None:
+            out.append(Finding("unhealthy", W, svc.name,
+                               f"{svc.name}: container unhealthy, yet {probe.url} answers: "
+                               "its healthcheck command tests something else",
+                               "l (read its logs)"))
+        else:
+            out.append(Finding("unhealthy", W, svc.name,
+                               f"{svc.name}: container unhealthy ({info.failing_streak} failed"
+                               f" checks), auth: {probe.auth}", "l (read its logs)"))
+    if svc.kind == "comfyui":
+        _auth_findings(svc, info, probe, snap, out)
+    for name, state in sorted(probe.backends.items()):
+        if str(state).lower() not in BACKEND_OK:
+            out.append(Finding("orchestrator_backend_down", W, svc.name,
+                               f"{svc.name}: the orchestrator reports backend {name} as "
+                               f"{state}"))
+
+
+def _auth_findings(svc: ServiceConfig, info: ContainerInfo | None, probe: ProbeResult,
+                   snap: Snapshot, out: list[Finding]) -> None:
+    events = [e for e in snap.log_events if e.service == svc.name]
+    if svc.auth and (probe.login_loaded is False
+                     or any(e.kind == "import_failed" for e in events)
+                     and probe.auth == "disabled"):
+        out.append(Finding("login_not_loaded", C, svc.name,
+                           f"{svc.name}: ComfyUI-Login is not loaded (import failed or node "
+                           "disabled): the API is open to anyone", "l (read its logs)"))
+        return
+    if probe.auth == "no_password" or (
+            probe.auth != "enforced" and any(e.kind == "no_password" for e in events)):
+        out.append(Finding("password_missing", C, svc.name,
+                           f"{svc.name}: ComfyUI-Login has no PASSWORD (first-login state): "
+                           "the first visitor picks the credentials", "u"))
+        return
+    if svc.auth and probe.auth == "disabled":
+        out.append(Finding("auth_disabled", C, svc.name,
+                           f"{svc.name}: answers without any token: authentication is off"))
+        return
+    if probe.auth == "rejected":
+        if _stale(svc, info, snap):
+            out.append(Finding("token_stale", C, svc.name,
+                               f"{svc.name}: the running server still uses an older hash than "
+                               "the one on disk: restart it", "r"))
+        else:
+            out.append(Finding("token_rejected", C, svc.name,
+                               f"{svc.name}: the token on disk is refused (401): the server's "
+                               "PASSWORD holds another hash", "u"))
+        return
+    if probe.auth == "enforced" and _stale(svc, info, snap):
+        # the probe's hash works but the server logged another one: not possible unless the
+        # log is from a previous start; nothing to report
+        return
+
+
+def _stale(svc: ServiceConfig, info: ContainerInfo | None, snap: Snapshot) -> bool:
+    """The server loaded a hash other than the one on disk (it was changed after start)."""
+    tokens = snap.tokens
+    if tokens is None:
+        return False
+    for server in tokens.servers:
+        if server.service == svc.name and server.log_fingerprint:
+            canonical = _canonical_fp(tokens)
+            return canonical is not None and server.log_fingerprint != canonical
+    if info is None or info.started_at is None:
+        return False
+    canonical = _canonical_fp(tokens)
+    for loc in tokens.locations:
+        if (loc.format == "password_file" and loc.fingerprint == canonical
+                and loc.mtime is not None and loc.mtime > info.started_at):
+            return True
+    return False
+
+
+def _canonical_fp(tokens: TokensReport) -> str | None:
+    for loc in tokens.locations:
+        if loc.name == tokens.canonical:
+            return loc.fingerprint
+    return None
+
+
+def _token_findings(tokens: TokensReport | None, out: list[Finding]) -> None:
+    if tokens is None:
+        return
+    if not tokens.consistent:
+        parts = [f"{fp} in {', '.join(names)}" for fp, names in tokens.fingerprints.items()]
+        bad = [loc.name for loc in tokens.locations
+               if loc.state in ("mismatch", "raw_mismatch")]
+        out.append(Finding(
+            "token_drift", W, None,
+            f"token copies disagree ({len(tokens.fingerprints)} values"
+            + (f"; differing: {', '.join(bad)}" if bad else "") + "): "
+            + "; ".join(parts), "u"))
+    for loc in tokens.locations:
+        problems = list(loc.problems)
+        if loc.state in ("invalid", "unreadable"):
+            problems.insert(0, loc.state)
+        if problems:
+            out.append(Finding("token_file_problem", W, None,
+                               f"token location {loc.name} ({loc.path}): "
+                               + ", ".join(problems), "u" if loc.state != "unreadable" else None))

@@ -1,0 +1,67 @@
+"""The findings bar: the conclusions, most severe first, each with the key that fixes it."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from genai_tui.model import Finding, Severity
+
+STYLE = {
+    Severity.CRITICAL: ("✖", "bold red"),
+    Severity.WARNING: ("▲", "bold yellow"),
+    Severity.INFO: ("●", "cyan"),
+}
+
+
+def render_findings(findings: list[Finding], *, max_lines: int, services: int,
+                    waiting: bool = False) -> Text:
+    if waiting:
+        return Text("… gathering the first snapshot", style="dim")
+    serious = [f for f in findings if f.severity is not Severity.INFO]
+    if not serious:
+        text = Text("✔ all good", style="bold green")
+        text.append(f" — {services} services answering as expected", style="green")
+        infos = [f for f in findings if f.severity is Severity.INFO]
+        if infos:
+            text.append("  · " + infos[0].message, style="dim")
+        return text
+    shown = findings[:max_lines]
+    text = Text()
+    for i, f in enumerate(shown):
+        icon, style = STYLE[f.severity]
+        if i:
+            text.append("\n")
+        text.append(f"{icon} ", style=style)
+        text.append(f.message)
+        if f.action:
+            text.append(f"  [{f.action}]", style="bold cyan")
+    hidden = len(findings) - len(shown)
+    if hidden > 0:
+        text.append(f"  (+{hidden} more: genai-tui check)", style="dim")
+    return text
+
+
+class FindingsBar(Static):
+    DEFAULT_CSS = """
+    FindingsBar { height: auto; max-height: 5; padding: 0 1; background: $boost; }
+    FindingsBar.-critical { background: $error 15%; }
+    FindingsBar.-warning { background: $warning 12%; }
+    FindingsBar.-calm { background: $success 10%; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id, markup=False)
+        self.max_lines = 4
+        self.findings: list[Finding] = []
+
+    def on_mount(self) -> None:
+        self.update(render_findings([], max_lines=self.max_lines, services=0, waiting=True))
+
+    def show(self, findings: list[Finding], services: int) -> None:
+        self.findings = findings
+        worst = min((f.severity.rank for f in findings), default=Severity.INFO.rank)
+        self.set_class(worst == 0, "-critical")
+        self.set_class(worst == 1, "-warning")
+        self.set_class(worst == 2, "-calm")
+        self.update(render_findings(findings, max_lines=self.max_lines, services=services))
