@@ -1,0 +1,269 @@
+"""The probes panel: per service the outcome, auth verdict, status, latency and a sparkline.
+
+Polling is chained (a round, then `set_timer` for the next), so rounds never overlap and
+each service has at most one probe in flight; `p` (`action_probe_now`) asks for a round now,
+or for one more right after the running round. Rows are keyed by service and updated in
+place. The token hash is read off the UI thread each round and handed to the prober; it is
+never stored on the widget, shown, or logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.timer import Timer
+from textual.widgets import DataTable
+
+from genai_tui.config import ServiceConfig
+from genai_tui.model import ProbeResult
+from genai_tui.sources.probes import Prober, display_url, sanitize
+from genai_tui.ui.context import AppContext
+
+log = logging.getLogger(__name__)
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+SPARK_WIDTH = 10
+STAND_OUT = "bold white on red"
+#: verdicts that need the admin's attention
+ALARM_VERDICTS = ("disabled", "rejected", "no_password")
+
+COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("service", "service", 16),
+    ("url", "URL", 22),
+    ("outcome", "outcome", 11),
+    ("auth", "auth", 11),
+    ("status", "HTTP", 4),
+    ("latency", "latency", 8),
+    ("trend", "trend", SPARK_WIDTH),
+    ("info", "info", 20),
+)
+
+
+def sparkline(values: Iterable[float | None], width: int = SPARK_WIDTH) -> Text:
+    """Unicode block sparkline of recent latencies, scaled 0..max; failed probes are a
+    red `×` (their "latency" is a timeout, which would flatten the rest)."""
+    vals = list(values)[-width:]
+    hi = max((v for v in vals if v is not None), default=0.0)
+    text = Text()
+    for v in vals:
+        if v is None:
+            text.append("×", style="red")
+        else:
+            idx = 0 if hi <= 0 else min(len(SPARK_BLOCKS) - 1,
+                                        int(v / hi * (len(SPARK_BLOCKS) - 1) + 0.5))
+            text.append(SPARK_BLOCKS[idx], style="cyan")
+    return text
+
+
+def format_latency(ms: float | None) -> str:
+    if ms is None:
+        return "–"
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    return f"{ms:.0f} ms"
+
+
+def outcome_cell(result: ProbeResult | None) -> Text:
+    if result is None:
+        return Text("…", style="dim")
+    return Text(result.outcome, style="green" if result.outcome == "ok" else "bold red")
+
+
+def auth_cell(result: ProbeResult | None) -> Text:
+    if result is None or result.auth is None:
+        return Text("–", style="dim")
+    if result.auth == "enforced":
+        return Text(result.auth, style="green")
+    if result.auth in ALARM_VERDICTS:
+        return Text(result.auth, style=STAND_OUT)
+    return Text(result.auth, style="yellow")
+
+
+def status_cell(result: ProbeResult | None) -> Text:
+    if result is None or result.status is None:
+        return Text("–", style="dim")
+    s = result.status
+    style = "green" if 200 <= s < 300 else "yellow" if s == 401 or 300 <= s < 500 else "red"
+    return Text(str(s), style=style)
+
+
+def info_text(result: ProbeResult | None) -> Text:
+    """Queue and VRAM when the probe got them, else the (already sanitised) detail."""
+    if result is None:
+        return Text("waiting for the first probe", style="dim")
+    bits: list[str] = []
+    if result.queue_remaining is not None:
+        bits.append(f"queue {result.queue_remaining}")
+    if result.vram_total_mb:
+        free = result.vram_free_mb or 0.0
+        bits.append(f"VRAM {free / 1024:.1f}/{result.vram_total_mb / 1024:.1f} GiB free")
+    if result.backends:
+        up = sum(1 for s in result.backends.values()
+                 if s.lower() in ("healthy", "ok", "up", "running", "ready"))
+        bits.append(f"backends {up}/{len(result.backends)} healthy")
+    if bits and result.outcome == "ok" and result.auth not in ALARM_VERDICTS:
+        return Text(" · ".join(bits))
+    style = "" if result.outcome == "ok" and result.auth not in ALARM_VERDICTS else "red"
+    return Text(sanitize(result.detail, 160), style=style)
+
+
+class ProbesPanel(Vertical):
+    """Probe every configured service on an interval and on demand."""
+
+    DEFAULT_CSS = """
+    ProbesPanel {
+        height: auto;
+        max-height: 24;
+        border: round $primary;
+        border-title-color: $text;
+    }
+    ProbesPanel > DataTable {
+        height: auto;
+        max-height: 22;
+        scrollbar-size-vertical: 1;
+    }
+    """
+
+    def __init__(self, ctx: AppContext, *, id: str | None = "probes",
+                 classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.ctx = ctx
+        self.services: tuple[ServiceConfig, ...] = tuple(ctx.config.services)
+        self.interval = ctx.config.probes.interval
+        self.history: dict[str, deque[float | None]] = {
+            s.name: deque(maxlen=SPARK_WIDTH) for s in self.services}
+        self.results: dict[str, ProbeResult] = {}
+        self.rounds = 0
+        self._prober: Prober | None = None
+        self._timer: Timer | None = None
+        self._in_flight = False
+        self._again = False
+        self._closing = False
+        self.border_title = "Probes"
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="probes-table", cursor_type="row", zebra_stripes=False,
+                        show_cursor=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label, width in COLUMNS:
+            table.add_column(label, width=width, key=key)
+        for svc in self.services:
+            table.add_row(Text(sanitize(svc.name, 40), style="bold"),
+                          display_url(svc.url), outcome_cell(None), auth_cell(None),
+                          status_cell(None), "–", Text(""), info_text(None), key=svc.name)
+        self._prober = Prober(self.ctx.config.probes,
+                              max_connections=max(4, len(self.services)))
+        self._set_subtitle()
+        self.start_round()
+
+    async def on_unmount(self) -> None:
+        self._closing = True
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        prober, self._prober = self._prober, None
+        if prober is not None:
+            await prober.aclose()
+
+    def _set_subtitle(self) -> None:
+        state = "probing…" if self._in_flight else f"every {self.interval:g}s"
+        self.border_subtitle = f"{state} · p: probe now"
+
+    # ------------------------------------------------------------------ polling
+
+    def action_probe_now(self) -> None:
+        """Probe all services now; if a round is running, run another right after it."""
+        self.start_round()
+
+    def start_round(self) -> None:
+        if self._closing or self._prober is None:
+            return
+        if self._in_flight:
+            self._again = True
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._in_flight = True
+        self._set_subtitle()
+        self._round()
+
+    @work(exclusive=True, group="probes", exit_on_error=False)
+    async def _round(self) -> None:
+        try:
+            prober = self._prober
+            if prober is None or not self.services:
+                return
+            token = await asyncio.to_thread(_canonical_hash, self.ctx.config)
+            results = await prober.probe_all(self.services, token)
+            del token
+            if self._closing:
+                return
+            self.apply(results)
+            self.ctx.publish("probes", results)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never let a probe bug kill the dashboard
+            log.error("probe round failed: %s", type(exc).__name__)
+            self.border_subtitle = f"probe round failed ({type(exc).__name__})"
+        finally:
+            self._in_flight = False
+            if not self._closing:
+                self._set_subtitle()
+                if self._again:
+                    self._again = False
+                    self.call_later(self.start_round)
+                else:
+                    self._timer = self.set_timer(self.interval, self.start_round)
+
+    def apply(self, results: Iterable[ProbeResult]) -> None:
+        """Update the rows in place (never cleared) from one round's results."""
+        table = self.query_one(DataTable)
+        self.rounds += 1
+        for r in results:
+            if r.service not in self.history:
+                continue
+            self.results[r.service] = r
+            hist = self.history[r.service]
+            hist.append(r.latency_ms if r.outcome == "ok" else None)
+            cells: dict[str, Any] = {
+                "url": r.url,
+                "outcome": outcome_cell(r),
+                "auth": auth_cell(r),
+                "status": status_cell(r),
+                "latency": format_latency(r.latency_ms),
+                "trend": sparkline(hist),
+                "info": info_text(r),
+            }
+            for col, value in cells.items():
+                table.update_cell(r.service, col, value)
+
+
+def _canonical_hash(config: Any) -> str | None:
+    """The canonical token hash via the tokens source, or None when it is not available
+    (the module may be absent; any error reading the files means "no hash")."""
+    try:
+        from genai_tui.sources import tokens  # type: ignore[attr-defined]
+    except Exception:  # absent or broken: probe without a hash (verdict "unknown")
+        return None
+    func = getattr(tokens, "canonical_hash", None)
+    if func is None:
+        return None
+    try:
+        value = func(config.tokens)
+    except Exception as exc:
+        log.warning("cannot read the canonical token: %s", type(exc).__name__)
+        return None
+    return value if isinstance(value, str) and value else None

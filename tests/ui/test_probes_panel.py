@@ -1,0 +1,217 @@
+"""The probes panel in a real Textual app (Pilot) against local simulator processes."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable
+
+from genai_tui.config import Config, ProbeConfig, ServiceConfig, TokenLocation, TokensConfig
+from genai_tui.ui.context import AppContext
+from genai_tui.ui.probes import ProbesPanel, sparkline
+from tests.conftest import free_port, make_hash
+from tests.unit.test_probes import LocalSim, start_local_sim
+
+
+class ProbeApp(App):
+    BINDINGS = [("p", "probe_now", "Probe now")]
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.published: list[list] = []
+        ctx.on_publish = lambda part, value: self.published.append(value)
+
+    def compose(self) -> ComposeResult:
+        yield ProbesPanel(self.ctx, id="probes")
+
+    def action_probe_now(self) -> None:
+        self.query_one(ProbesPanel).action_probe_now()
+
+
+@pytest.fixture
+def sims(tmp_path: Path):
+    made: list[LocalSim] = []
+
+    def start(**kw) -> LocalSim:
+        s = start_local_sim(tmp_path, **kw)
+        made.append(s)
+        return s
+
+    yield start
+    for s in made:
+        s.proc.terminate()
+        try:
+            s.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            s.proc.kill()
+
+
+def token_config(tmp_path: Path, hash_: str) -> TokensConfig:
+    f = tmp_path / "qwen-api-user.token"
+    f.write_text(hash_ + "\n")
+    return TokensConfig(canonical="secrets",
+                        locations=(TokenLocation("secrets", f, "hash_file"),))
+
+
+async def until(pilot, predicate, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def cell(table: DataTable, row: str, col: str) -> Text:
+    value = table.get_cell(row, col)
+    return value if isinstance(value, Text) else Text(str(value))
+
+
+def screen_text(app: App) -> str:
+    svg = app.export_screenshot()
+    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+
+
+def assert_no_secret(secret: str, *blobs: str) -> None:
+    for blob in blobs:
+        for i in range(len(secret) - 8 + 1):
+            assert secret[i:i + 8] not in blob, "a piece of the token hash leaked"
+
+
+async def test_panel_shows_outcomes_verdicts_and_never_the_token(tmp_path, sims, caplog):
+    caplog.set_level(logging.DEBUG)
+    h = make_hash()
+    good = sims(hash_=h)
+    wrong = sims(hash_=make_hash())
+    open_ = sims(scenario="login_missing", hash_=h)
+    orch = sims(kind="orchestrator")
+    dead = free_port()
+    services = (
+        ServiceConfig("comfyui-qwen", good.url, "comfyui", auth=True),
+        ServiceConfig("flux-1-dev", f"http://user:{h}@127.0.0.1:{wrong.port}/?token={h}",
+                      "comfyui", auth=True),
+        ServiceConfig("comfy-open", open_.url, "comfyui", auth=True),
+        ServiceConfig("orchestrator", orch.url, "orchestrator"),
+        ServiceConfig("gone", f"http://127.0.0.1:{dead}", "comfyui", auth=True),
+    )
+    config = Config(services=services, tokens=token_config(tmp_path, h),
+                    probes=ProbeConfig(interval=60, connect_timeout=0.5, read_timeout=1.0))
+    ctx = AppContext(config)
+    app = ProbeApp(ctx)
+    async with app.run_test(size=(150, 14)) as pilot:
+        panel = app.query_one(ProbesPanel)
+        table = panel.query_one(DataTable)
+        assert table.row_count == 5  # rows exist before the first answer
+        await until(pilot, lambda: panel.rounds >= 1)
+        expect = {
+            "comfyui-qwen": ("ok", "enforced"),
+            "flux-1-dev": ("ok", "rejected"),
+            "comfy-open": ("ok", "disabled"),
+            "orchestrator": ("ok", "–"),
+            "gone": ("refused", "unknown"),
+        }
+        for name, (outcome, auth) in expect.items():
+            assert cell(table, name, "outcome").plain == outcome
+            assert cell(table, name, "auth").plain.strip() == auth
+        for name in ("flux-1-dev", "comfy-open"):  # the alarming verdicts stand out
+            style = cell(table, name, "auth").style
+            assert "on red" in str(style)
+        assert "on red" not in str(cell(table, "comfyui-qwen", "auth").style)
+        assert "red" in str(cell(table, "gone", "outcome").style)
+        assert cell(table, "comfyui-qwen", "status").plain == "200"
+        assert "ms" in cell(table, "comfyui-qwen", "latency").plain
+        assert "queue 0" in cell(table, "comfyui-qwen", "info").plain
+        assert cell(table, "flux-1-dev", "url").plain == f"http://127.0.0.1:{wrong.port}"
+
+        # `p` runs another round at once (the interval is 60 s); rows are updated in place
+        await pilot.press("p")
+        await until(pilot, lambda: panel.rounds >= 2)
+        assert table.row_count == 5
+        assert len(cell(table, "comfyui-qwen", "trend").plain) == 2
+        assert cell(table, "gone", "trend").plain == "××"
+
+        assert len(app.published) == 2
+        assert [r.service for r in ctx.snapshot.probes] == [s.name for s in services]
+
+        shown = screen_text(app)
+        assert "enforced" in shown and "rejected" in shown and "disabled" in shown
+        cells = " ".join(cell(table, s.name, c).plain for s in services
+                         for c in ("service", "url", "outcome", "auth", "status", "latency",
+                                   "trend", "info"))
+        dump = json.dumps(ctx.snapshot.to_json())
+        assert_no_secret(h, shown, cells, dump, caplog.text, str(panel.border_subtitle),
+                         repr(ctx.snapshot.probes))
+
+
+async def test_rounds_never_overlap_and_p_during_a_round_queues_one_more():
+    """A slow service keeps a round in flight; pressing `p` three times meanwhile queues a
+    single extra round, and no two requests to the service are ever open together."""
+    active = 0
+    peak = 0
+    connections = 0
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal active, peak, connections
+        connections += 1
+        active += 1
+        peak = max(peak, active)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(1.0)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            await writer.drain()
+        finally:
+            active -= 1
+            writer.close()
+
+    server = await asyncio.start_server(slow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = Config(services=(ServiceConfig("slow", f"http://127.0.0.1:{port}", "http"),),
+                    probes=ProbeConfig(interval=60, connect_timeout=1.0, read_timeout=3.0))
+    app = ProbeApp(AppContext(config))
+    try:
+        async with app.run_test(size=(120, 8)) as pilot:
+            panel = app.query_one(ProbesPanel)
+            await until(pilot, lambda: connections == 1)
+            for _ in range(3):
+                await pilot.press("p")
+            assert "probing" in str(panel.border_subtitle)
+            await until(pilot, lambda: panel.rounds >= 2)
+            await pilot.pause(0.6)
+            assert panel.rounds == 2 and connections == 2
+            assert peak == 1
+            assert "every 60s" in str(panel.border_subtitle)
+    finally:
+        server.close()
+
+
+async def test_interval_chains_rounds():
+    config = Config(services=(ServiceConfig("x", f"http://127.0.0.1:{free_port()}", "http"),),
+                    probes=ProbeConfig(interval=0.2, connect_timeout=0.5, read_timeout=0.5))
+    app = ProbeApp(AppContext(config))
+    async with app.run_test(size=(120, 8)) as pilot:
+        panel = app.query_one(ProbesPanel)
+        await until(pilot, lambda: panel.rounds >= 3)
+        table = panel.query_one(DataTable)
+        assert cell(table, "x", "outcome").plain == "refused"
+        prober = panel._prober
+        assert prober is not None and not prober.closed
+    # unmount closed the client: nothing left running
+    assert prober.closed
+
+
+def test_sparkline_scales_and_marks_failures():
+    assert sparkline([]).plain == ""
+    assert sparkline([1.0, 2.0, 4.0, 8.0]).plain == "▂▃▅█"
+    assert sparkline([5.0, None, 5.0]).plain == "█×█"
+    assert len(sparkline([1.0] * 50).plain) == 10
