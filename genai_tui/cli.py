@@ -1,0 +1,218 @@
+"""Command line: the dashboard (default), `check`, `tokens`, `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from genai_tui import __version__
+from genai_tui import config as configmod
+from genai_tui.model import Severity, Snapshot
+
+EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genai-tui",
+        description="Terminal dashboard for a self-hosted GenAI image stack: containers, "
+        "GPUs, logs, ComfyUI-Login tokens and probes on one screen.",
+        epilog="Exit status of `check`: 0 OK, 1 warning, 2 critical, 3 unknown "
+        "(bad config or Docker engine unreachable).",
+    )
+    parser.add_argument("--version", action="version", version=f"genai-tui {__version__}")
+    parser.add_argument("--config", metavar="PATH",
+                        help="stack config (TOML); default: $GENAI_TUI_CONFIG, "
+                        "./genai-tui.toml, ~/.config/genai-tui/config.toml, else the "
+                        "reference stack")
+    parser.add_argument("--readonly", action="store_true",
+                        help="monitor only: restart and unify are disabled")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("dashboard", help="open the dashboard (the default)")
+    check = sub.add_parser("check", help="one-shot snapshot for scripts, cron and monitoring")
+    check.add_argument("--json", action="store_true", help="print one JSON document")
+    demo = sub.add_parser("demo", help="run the simulated four-service stack and open the "
+                          "dashboard on it (removed on exit)")
+    demo.add_argument("--dir", type=Path, help="where the demo's config and token files go")
+    demo.add_argument("--local", action="store_true",
+                      help="run the stack as local processes even when Docker is reachable")
+    from genai_tui import cli_tokens
+
+    cli_tokens.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "dashboard"
+    if command == "demo":
+        return run_demo(args)
+    try:
+        cfg = configmod.load(args.config)
+    except configmod.ConfigError as exc:
+        print(f"genai-tui: bad config: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if command == "dashboard":
+        return run_dashboard(cfg, readonly=args.readonly)
+    if command == "check":
+        return run_check(cfg, as_json=args.json)
+    if command == "tokens":
+        from genai_tui import cli_tokens
+
+        return cli_tokens.run(args, cfg, readonly=args.readonly)
+    parser.error(f"unknown command {command!r}")
+    return EXIT_UNKNOWN
+
+
+def run_dashboard(cfg: configmod.Config, *, readonly: bool) -> int:
+    from genai_tui.ui.app import GenaiTui
+
+    app = GenaiTui(cfg, readonly=readonly)
+    result = app.run()
+    return int(result or 0)
+
+
+# ------------------------------------------------------------------ check
+
+
+def collect(cfg: configmod.Config) -> Snapshot:
+    """Everything the dashboard knows, gathered once (bounded by the probe timeouts)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from genai_tui import diagnose
+    from genai_tui.sources import gpu, host, probes, tokens
+    from genai_tui.sources.docker import DockerSource
+
+    snap = Snapshot(taken_at=datetime.now(UTC))
+    docker_source = DockerSource(cfg)
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            host_future = pool.submit(host.collect, cfg)
+            tokens_future = pool.submit(tokens.status, cfg.tokens)
+            snap.docker = docker_source.status()
+            if snap.docker.reachable:
+                try:
+                    snap.containers = docker_source.list_stack()
+                except Exception as exc:
+                    from genai_tui.sources.docker import describe_error
+
+                    snap.docker.reachable = False
+                    snap.docker.error = f"Docker engine unreachable: {describe_error(exc)}"
+            snap.tokens = tokens_future.result()
+            snap.probes = probes.probe_once(cfg, tokens.canonical_hash(cfg.tokens))
+            snap.log_events = tokens.log_events_for_check(cfg, docker_source, snap.containers)
+            snap.tokens.servers = tokens.server_status(snap.tokens, snap.probes,
+                                                       snap.log_events)
+            snap.gpu = gpu.collect(snap.containers, snap.probes)
+            snap.host = host_future.result()
+    finally:
+        docker_source.close()
+    snap.findings = diagnose.diagnose(snap, cfg)
+    return snap
+
+
+def exit_status(snap: Snapshot) -> int:
+    if not snap.docker.reachable and any(s.runtime == "docker" for s in _services(snap)):
+        return EXIT_UNKNOWN
+    worst = min((f.severity.rank for f in snap.findings), default=Severity.INFO.rank)
+    return {0: EXIT_CRITICAL, 1: EXIT_WARNING}.get(worst, EXIT_OK)
+
+
+def _services(snap: Snapshot) -> list:
+    return snap.containers or []
+
+
+def run_check(cfg: configmod.Config, *, as_json: bool) -> int:
+    snap = collect(cfg)
+    status = exit_status(snap)
+    if as_json:
+        doc = snap.to_json()
+        doc["status"] = {0: "ok", 1: "warning", 2: "critical", 3: "unknown"}[status]
+        doc["config"] = cfg.source
+        print(json.dumps(doc, indent=2))
+    else:
+        print(render_check(snap, cfg, status))
+    return status
+
+
+def render_check(snap: Snapshot, cfg: configmod.Config, status: int) -> str:
+    from genai_tui.textout import table
+
+    out = [f"genai-tui check — {cfg.source}"]
+    if not snap.docker.reachable:
+        out.append(snap.docker.error or "Docker engine unreachable")
+    out.append("")
+    out.append(table(["SERVICE", "CONTAINER", "STATE", "HEALTH", "RESTARTS", "EXIT", "PORTS"], [
+        [c.service, c.container, "looping" if c.looping else c.state, c.health or "-",
+         str(c.restart_count),
+         ("-" if c.exit_code is None else str(c.exit_code)) + (" OOM" if c.oom_killed else ""),
+         ", ".join(p.label() for p in c.ports) or "-"] for c in snap.containers]))
+    out.append("")
+    out.append(table(["SERVICE", "URL", "OUTCOME", "AUTH", "STATUS", "LATENCY"], [
+        [p.service, p.url, p.outcome, p.auth or "-", str(p.status or "-"),
+         "-" if p.latency_ms is None else f"{p.latency_ms:.0f} ms"] for p in snap.probes]))
+    if snap.tokens is not None:
+        out.append("")
+        state = "consistent" if snap.tokens.consistent else "NOT consistent"
+        out.append(f"tokens: {state}, {len(snap.tokens.fingerprints)} distinct value(s)")
+    if snap.gpu is not None:
+        if snap.gpu.error:
+            out.append(f"gpu: {snap.gpu.error}")
+        for g in snap.gpu.gpus:
+            used = "-" if g.memory_used_mb is None else f"{g.memory_used_mb:.0f}"
+            total = "-" if g.memory_total_mb is None else f"{g.memory_total_mb:.0f}"
+            out.append(f"gpu {g.index}: {g.name} {used}/{total} MiB ({g.source})")
+    if snap.host is not None and snap.host.memory_total_mb:
+        out.append(f"host: memory {snap.host.memory_used_mb:.0f}/"
+                   f"{snap.host.memory_total_mb:.0f} MiB")
+    out.append("")
+    if snap.findings:
+        out.append(table(["SEVERITY", "CODE", "SERVICE", "MESSAGE"], [
+            [f.severity.value, f.code, f.service or "-", f.message] for f in snap.findings]))
+    else:
+        out.append("all good: no findings")
+    out.append("")
+    out.append("status: " + {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}[status])
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------ demo
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from genai_tui import demo
+
+    root = (args.dir or demo.default_dir()).resolve()
+    stack: demo.DockerDemo | demo.LocalDemo
+    if args.local:
+        print("genai-tui demo: --local given: running the simulated stack as local "
+              f"processes in {root} …", flush=True)
+        stack = demo.LocalDemo(root)
+    else:
+        ok, reason = demo.docker_available()
+        if ok:
+            print("genai-tui demo: Docker engine reachable: starting the simulated stack as "
+                  f"real containers (files in {root}) …", flush=True)
+            stack = demo.DockerDemo(root)
+        else:
+            print(f"genai-tui demo: no Docker engine reachable ({reason}): running the "
+                  f"simulated stack as local processes in {root} …", flush=True)
+            stack = demo.LocalDemo(root)
+    try:
+        config_path = stack.start()
+        cfg = configmod.load_file(config_path)
+        return run_dashboard(cfg, readonly=args.readonly)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        print("genai-tui demo: stopping the demo stack …", flush=True)
+        stack.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
