@@ -1,0 +1,258 @@
+"""The tokens panel: every copy of the ComfyUI-Login credential by fingerprint, whether
+they agree, and whether each running ComfyUI still uses the hash on disk.
+
+The status is read off the UI thread on a chained timer (a read, then `set_timer` for the
+next, so reads never overlap); bcrypt checks are cached in the source, so an idle poll is
+a handful of tiny file reads. `u` (`action_unify`) opens the unify modal unless the
+dashboard is read-only. Status changes go to the audit log, not every poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from datetime import datetime
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.timer import Timer
+from textual.widgets import DataTable, Static
+
+from genai_tui.model import TokenLocationStatus, TokensReport
+from genai_tui.sources import tokens as tk
+from genai_tui.ui.context import AppContext
+
+log = logging.getLogger(__name__)
+
+#: seconds between two status reads
+POLL_INTERVAL = 5.0
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("name", "location", 10),
+    ("state", "state", 10),
+    ("fp", "fingerprint", 13),
+    ("problems", "problems", 10),
+    ("mtime", "mtime", 5),
+)
+
+STATE_STYLES = {
+    "ok": "green",
+    "missing": "yellow",
+    "unreadable": "bold red",
+    "invalid": "bold red",
+    "mismatch": "bold white on red",
+    "raw_mismatch": "bold white on red",
+}
+PROBLEM_SHORT = {
+    "crlf": "CRLF", "bom": "BOM", "quoted": "quoted", "whitespace": "blanks",
+    "duplicate_key": "dup", "key_in_value": "KEY=KEY=", "compose_interpolation": "$",
+    "world_readable": "o+r",
+}
+
+
+def safe(text: object, limit: int = 200) -> str:
+    return _CONTROL.sub("?", tk.scrub(str(text)))[:limit]
+
+
+def state_cell(s: TokenLocationStatus | None) -> Text:
+    if s is None:
+        return Text("…", style="dim")
+    label = s.state if s.state != "raw_mismatch" else "raw≠"
+    return Text(label, style=STATE_STYLES.get(s.state, ""))
+
+
+def problems_cell(s: TokenLocationStatus | None) -> Text:
+    if s is None or not s.problems:
+        return Text("–", style="dim")
+    return Text(" ".join(PROBLEM_SHORT.get(p, p) for p in s.problems), style="yellow")
+
+
+def mtime_cell(s: TokenLocationStatus | None) -> str:
+    """HH:MM today, MM-DD before (the CLI and the unify modal show the full time)."""
+    if s is None or s.mtime is None:
+        return "–"
+    local = s.mtime.astimezone()
+    return local.strftime("%H:%M" if local.date() == datetime.now().date() else "%m-%d")
+
+
+def summary_text(report: TokensReport | None) -> Text:
+    """The consistency line and one line per ComfyUI server."""
+    if report is None:
+        return Text("reading token locations…", style="dim")
+    text = Text()
+    if report.error:
+        text.append(safe(report.error, 120) + "\n", style="bold red")
+    if report.consistent:
+        text.append("✓ consistent", style="bold green")
+        fp = next(iter(report.fingerprints), None)
+        if fp:
+            text.append(f" · {fp}")
+    else:
+        text.append("✗ NOT consistent", style="bold white on red")
+        text.append(f" · {tk.value_counts(report)} · u: unify")
+    for srv in report.servers:
+        text.append("\n")
+        mark, style = {True: ("✓", "green"), False: ("✗", "bold red"),
+                       None: ("?", "yellow")}[srv.uses_disk_hash]
+        text.append(f"{mark} {safe(srv.service, 20)}: ", style=style)
+        words = {True: "uses the hash on disk",
+                 False: "restart needed (old hash loaded)",
+                 None: "server hash unknown"}[srv.uses_disk_hash]
+        text.append(words)
+    return text
+
+
+class TokensPanel(Vertical):
+    """Token locations, their agreement, and the servers' view; `u` unifies."""
+
+    DEFAULT_CSS = """
+    TokensPanel {
+        height: auto;
+        max-height: 14;
+        min-width: 50;
+        border: round $primary;
+    }
+    TokensPanel > DataTable {
+        height: auto;
+        max-height: 9;
+        scrollbar-size-vertical: 1;
+    }
+    TokensPanel > #tokens-summary {
+        height: auto;
+        max-height: 4;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, ctx: AppContext, *, id: str | None = "tokens",
+                 classes: str | None = None, interval: float = POLL_INTERVAL) -> None:
+        super().__init__(id=id, classes=classes)
+        self.ctx = ctx
+        self.interval = interval
+        self.report: TokensReport | None = None
+        self.polls = 0
+        self._auditor = tk.StatusAuditor(ctx.config.tokens.audit_log)
+        self._timer: Timer | None = None
+        self._in_flight = False
+        self._again = False
+        self._closing = False
+        self.border_title = "Tokens"
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="tokens-table", cursor_type="row", zebra_stripes=False)
+        yield Static(summary_text(None), id="tokens-summary")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, label, width in COLUMNS:
+            table.add_column(label, width=width, key=key)
+        for loc in self.ctx.config.tokens.locations:
+            table.add_row(self._name_cell(loc.name), state_cell(None), "…", problems_cell(None),
+                          "–", key=loc.name)
+        self.border_subtitle = "u: unify" if not self.ctx.readonly else "read-only"
+        self.refresh_now()
+
+    def on_unmount(self) -> None:
+        self._closing = True
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def _name_cell(self, name: str) -> Text:
+        canonical = name == self.ctx.config.tokens.canonical
+        return Text(safe(name, 40) + ("*" if canonical else ""),
+                    style="bold" if canonical else "")
+
+    # ------------------------------------------------------------------ polling
+
+    def refresh_now(self) -> None:
+        """Read the status now (or right after the read in progress)."""
+        if self._closing:
+            return
+        if self._in_flight:
+            self._again = True
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._in_flight = True
+        self._poll()
+
+    def _collect(self) -> TokensReport:
+        """Runs in a worker thread: file reads, cached bcrypt checks, the audit line."""
+        report = tk.read_report(self.ctx.config.tokens)
+        snap = self.ctx.snapshot
+        report.servers = tk.server_status(report, list(snap.probes), list(snap.log_events))
+        try:
+            self._auditor.observe(report)
+        except Exception as exc:  # the audit must never stop the panel
+            log.warning("audit failed: %s", type(exc).__name__)
+        return report
+
+    @work(exclusive=True, group="tokens", exit_on_error=False)
+    async def _poll(self) -> None:
+        try:
+            report = await asyncio.to_thread(self._collect)
+            if self._closing:
+                return
+            self.apply(report)
+            self.ctx.publish("tokens", report)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not kill the dashboard
+            log.error("tokens status failed: %s", type(exc).__name__)
+            self.border_subtitle = f"status failed ({type(exc).__name__})"
+        finally:
+            self._in_flight = False
+            if not self._closing:
+                if self._again:
+                    self._again = False
+                    self.call_later(self.refresh_now)
+                else:
+                    self._timer = self.set_timer(self.interval, self.refresh_now)
+
+    def apply(self, report: TokensReport) -> None:
+        """Update rows in place from one status read."""
+        table = self.query_one(DataTable)
+        self.polls += 1
+        self.report = report
+        for s in report.locations:
+            if s.name not in table.rows:
+                table.add_row(self._name_cell(s.name), state_cell(None), "…",
+                              problems_cell(None), "–", key=s.name)
+            table.update_cell(s.name, "state", state_cell(s))
+            table.update_cell(s.name, "fp", s.fingerprint or "–")
+            table.update_cell(s.name, "problems", problems_cell(s))
+            table.update_cell(s.name, "mtime", mtime_cell(s))
+        self.query_one("#tokens-summary", Static).update(summary_text(report))
+
+    def selected_location(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return str(key.value) if key is not None else None
+
+    # ------------------------------------------------------------------ actions
+
+    def action_unify(self) -> None:
+        """Open the unify modal (refused in read-only mode)."""
+        if self.ctx.readonly:
+            self.app.notify("read-only: unify disabled", title="Read-only", severity="warning")
+            return
+        from genai_tui.ui.screens.unify import UnifyScreen
+
+        def done(_: object) -> None:
+            self.refresh_now()
+
+        self.app.push_screen(UnifyScreen(self.ctx, self.report, on_change=self.refresh_now),
+                             done)

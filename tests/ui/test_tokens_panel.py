@@ -1,0 +1,138 @@
+"""The tokens panel and the unify modal through Textual's Pilot, on real token files."""
+
+from __future__ import annotations
+
+import time
+
+from textual.app import App, ComposeResult
+
+from genai_tui.config import Config, ServiceConfig
+from genai_tui.secret import fingerprint
+from genai_tui.sources import tokens as tk
+from genai_tui.ui.context import AppContext
+from genai_tui.ui.screens.unify import UnifyScreen
+from genai_tui.ui.tokens import TokensPanel
+from tests.tokens_helpers import leaks, make_stack, new_pair
+from tests.ui.helpers import screen_text
+
+
+class TokensApp(App[None]):
+    BINDINGS = [("u", "unify", "Unify")]
+
+    def __init__(self, config: Config, readonly: bool = False) -> None:
+        super().__init__()
+        self.ctx = AppContext(config=config, readonly=readonly)
+
+    def compose(self) -> ComposeResult:
+        yield TokensPanel(self.ctx, id="tokens")
+
+    def action_unify(self) -> None:
+        self.query_one(TokensPanel).action_unify()
+
+
+def config_for(st, restart: tuple[str, ...] = ()) -> Config:
+    st.restart_after_unify = restart
+    svc = ServiceConfig("qwen", "http://127.0.0.1:9", "comfyui", container="gtt-none",
+                        auth=True)
+    return Config(services=(svc,), tokens=st.tokens, base_dir=st.root)
+
+
+async def wait_until(pilot, predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def cell(app, row: str, column: str) -> str:
+    return str(app.query_one("#tokens-table").get_cell(row, column))
+
+
+async def test_panel_shows_states_and_consistency(tmp_path):
+    st = make_stack(tmp_path)
+    _, other = new_pair()
+    st.path("password").write_text(f"{other}\r\nadmin")
+    app = TokensApp(config_for(st))
+    async with app.run_test(size=(70, 16)) as pilot:
+        panel = app.query_one(TokensPanel)
+        await wait_until(pilot, lambda: panel.report is not None)
+        assert cell(app, "secrets", "state") == "ok"
+        assert cell(app, "password", "state") == "mismatch"
+        assert cell(app, "password", "fp") == fingerprint(other)
+        assert cell(app, "password", "problems") == "CRLF"
+        text = screen_text(app)
+        assert "NOT consistent" in text and "secrets*" in text
+        assert app.ctx.snapshot.tokens is panel.report  # published for the app
+        assert not leaks(text, [st.hash, st.raw, other])
+        # the panel polls: a fix on disk shows up without a key press
+        st.path("password").write_text(f"{st.hash}\nadmin")
+        panel.refresh_now()
+        await wait_until(pilot, lambda: cell(app, "password", "state") == "ok")
+        await wait_until(pilot, lambda: "✓ consistent" in screen_text(app))
+
+
+async def test_u_in_readonly_only_notifies(tmp_path):
+    st = make_stack(tmp_path)
+    app = TokensApp(config_for(st), readonly=True)
+    async with app.run_test(size=(70, 16)) as pilot:
+        await pilot.press("u")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, UnifyScreen)
+        assert any("read-only: unify disabled" in n.message for n in app._notifications)
+
+
+async def test_unify_modal_flow(tmp_path):
+    st = make_stack(tmp_path)
+    _, other = new_pair()
+    st.path("password").write_text(f"{other}\nadmin")
+    app = TokensApp(config_for(st, restart=("qwen",)))
+    async with app.run_test(size=(100, 32)) as pilot:
+        panel = app.query_one(TokensPanel)
+        await wait_until(pilot, lambda: panel.report is not None)
+        await pilot.press("u")
+        await wait_until(pilot, lambda: isinstance(app.screen, UnifyScreen)
+                         and app.screen.step == "choose")
+        screen = app.screen
+        text = screen_text(app)
+        # both distinct values are offered with their locations; canonical first
+        assert fingerprint(st.hash) in text and fingerprint(other) in text
+        assert "New credential (rotate)" in text
+        await pilot.press("enter")  # the canonical value
+        await wait_until(pilot, lambda: screen.step == "plan")
+        text = screen_text(app)
+        assert f"{fingerprint(other)} → {fingerprint(st.hash)}" in text
+        assert "Apply 1 change(s)" in text
+        await pilot.press("a")
+        await wait_until(pilot, lambda: screen.step == "offer_restart")
+        assert st.path("password").read_text() == f"{st.hash}\nadmin"
+        assert "restart qwen now?" in screen_text(app)
+        await pilot.press("n")
+        await wait_until(pilot, lambda: screen.step == "done")
+        assert "docker restart gtt-none" in screen_text(app)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: not isinstance(app.screen, UnifyScreen))
+        await wait_until(pilot, lambda: panel.report is not None and panel.report.consistent)
+        assert not leaks(screen_text(app), [st.hash, st.raw, other])
+        assert tk.read_audit(st.tokens.audit_log)[-1]["what"] in ("unify", "status_change")
+
+
+async def test_modal_choose_other_source_and_back(tmp_path):
+    st = make_stack(tmp_path)
+    _, other = new_pair()
+    st.path("password").write_text(f"{other}\nadmin")
+    app = TokensApp(config_for(st))
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("u")
+        await wait_until(pilot, lambda: isinstance(app.screen, UnifyScreen)
+                         and app.screen.step == "choose")
+        screen = app.screen
+        await pilot.press("down", "enter")  # the password's value
+        await wait_until(pilot, lambda: screen.step == "plan")
+        assert screen.plan is not None and screen.plan.source == "password"
+        await pilot.press("b")
+        await wait_until(pilot, lambda: screen.step == "choose")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, UnifyScreen))
+        assert st.path("password").read_text() == f"{other}\nadmin"  # nothing applied
