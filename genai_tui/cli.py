@@ -69,7 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_UNKNOWN
 
 
+def ssh_frame_rate() -> None:
+    """Over SSH every frame costs bandwidth: ask for fewer of them. Textual reads this when
+    it is first imported, so it must run before any UI import."""
+    import os
+
+    if os.environ.get("SSH_CONNECTION"):
+        os.environ.setdefault("TEXTUAL_FPS", "15")
+
+
 def run_dashboard(cfg: configmod.Config, *, readonly: bool) -> int:
+    ssh_frame_rate()
     from genai_tui.ui.app import GenaiTui
 
     app = GenaiTui(cfg, readonly=readonly)
@@ -85,30 +95,43 @@ def collect(cfg: configmod.Config) -> Snapshot:
     from concurrent.futures import ThreadPoolExecutor
 
     from genai_tui import diagnose
+    from genai_tui.model import ContainerInfo
     from genai_tui.sources import gpu, host, probes, tokens
-    from genai_tui.sources.docker import DockerSource
+    from genai_tui.sources.docker import DockerSource, describe_error
+    from genai_tui.sources.process import ProcessSource
 
     snap = Snapshot(taken_at=datetime.now(UTC))
     docker_source = DockerSource(cfg)
+    uses_docker = any(s.runtime == "docker" for s in cfg.services)
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
             host_future = pool.submit(host.collect, cfg)
             tokens_future = pool.submit(tokens.status, cfg.tokens)
-            snap.docker = docker_source.status()
-            if snap.docker.reachable:
+            processes = pool.submit(ProcessSource(cfg).list_stack)
+            by_service: dict[str, ContainerInfo] = {}
+            if uses_docker:
+                snap.docker = docker_source.status()
+            if snap.docker.reachable and uses_docker:
                 try:
-                    snap.containers = docker_source.list_stack()
+                    by_service.update((c.service, c) for c in docker_source.list_stack())
                 except Exception as exc:
-                    from genai_tui.sources.docker import describe_error
-
                     snap.docker.reachable = False
                     snap.docker.error = f"Docker engine unreachable: {describe_error(exc)}"
+            by_service.update((c.service, c) for c in processes.result())
+            # with the engine down the Docker services are still there, their state unknown
+            snap.containers = [
+                by_service.get(s.name) or ContainerInfo(s.name, s.container_name,
+                                                        state="unknown")
+                for s in cfg.services]
+            for c in snap.containers:  # no event history here: judge from this one look
+                c.looping = c.looping or diagnose.is_looping(c, cfg, snap.taken_at)
             snap.tokens = tokens_future.result()
             snap.probes = probes.probe_once(cfg, tokens.canonical_hash(cfg.tokens))
             snap.log_events = tokens.log_events_for_check(cfg, docker_source, snap.containers)
             snap.tokens.servers = tokens.server_status(snap.tokens, snap.probes,
                                                        snap.log_events)
-            snap.gpu = gpu.collect(snap.containers, snap.probes)
+            snap.gpu = gpu.collect(snap.containers, snap.probes,
+                                   remote=gpu.is_remote_docker(cfg.docker.host))
             snap.host = host_future.result()
     finally:
         docker_source.close()
@@ -116,20 +139,17 @@ def collect(cfg: configmod.Config) -> Snapshot:
     return snap
 
 
-def exit_status(snap: Snapshot) -> int:
-    if not snap.docker.reachable and any(s.runtime == "docker" for s in _services(snap)):
+def exit_status(snap: Snapshot, cfg: configmod.Config) -> int:
+    """The monitoring-plugin convention: 0 OK, 1 warning, 2 critical, 3 unknown."""
+    if not snap.docker.reachable and any(s.runtime == "docker" for s in cfg.services):
         return EXIT_UNKNOWN
     worst = min((f.severity.rank for f in snap.findings), default=Severity.INFO.rank)
     return {0: EXIT_CRITICAL, 1: EXIT_WARNING}.get(worst, EXIT_OK)
 
 
-def _services(snap: Snapshot) -> list:
-    return snap.containers or []
-
-
 def run_check(cfg: configmod.Config, *, as_json: bool) -> int:
     snap = collect(cfg)
-    status = exit_status(snap)
+    status = exit_status(snap, cfg)
     if as_json:
         doc = snap.to_json()
         doc["status"] = {0: "ok", 1: "warning", 2: "critical", 3: "unknown"}[status]

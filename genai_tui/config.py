@@ -21,6 +21,12 @@ SERVICE_KINDS = ("comfyui", "orchestrator", "http")
 RUNTIMES = ("docker", "process")
 TOKEN_FORMATS = ("password_file", "hash_file", "env", "json", "raw_env")
 FORMATS_WITH_KEY = ("env", "raw_env", "json")
+#: actions whose keys `[keys]` may change (dashboard, then log panel)
+KEY_ACTIONS = (
+    "quit", "help", "restart", "restart_all", "logs", "logs_all", "probe", "unify", "refresh",
+    "view_logs", "view_probes", "view_tokens", "view_gpu", "view_host",
+    "filter", "next_match", "prev_match", "clear_filter", "follow", "timestamps", "wrap", "save",
+)
 
 
 class ConfigError(Exception):
@@ -463,8 +469,11 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
 
     k = _Reader(top.get("keys", (dict,), {}, "a table"), "keys", ctx)
     keys: dict[str, str] = {}
-    for action in list(k.table):
-        keys[action] = k.string(action) or ""
+    for action in KEY_ACTIONS:
+        if action in k.table:
+            keys[action] = k.string(action) or ""
+        else:
+            k.seen.add(action)
     k.done()
 
     top.done()

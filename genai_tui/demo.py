@@ -85,7 +85,7 @@ def write_stack_files(root: Path, ports: dict[str, int], *, container_prefix: st
         login = root / "login" / svc
         login.mkdir(parents=True, exist_ok=True)
         login.chmod(0o777)  # the simulator may run as another user in its container
-        _write(login / "PASSWORD", f"{good}\nadmin", 0o644)
+        _write(login / "PASSWORD", f"{good}\nadmin")
     _write(root / ".secrets" / "qwen-api-user.token", good + "\n")
     _write(root / "docker-configurations" / ".secrets" / "qwen-api-user.token", stale + "\n")
     _write(root / ".env", "# demo stack secrets\n"

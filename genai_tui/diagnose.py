@@ -41,7 +41,7 @@ def diagnose(snap: Snapshot, config: Config, now: datetime | None = None) -> lis
     for svc in config.services:
         info = containers.get(svc.name)
         probe = probes.get(svc.name)
-        down = _container_findings(svc, info, snap, config, now, findings)
+        down = _container_findings(svc, info, probe, snap, config, now, findings)
         if not down:
             _probe_findings(svc, info, probe, snap, findings)
 
@@ -70,8 +70,9 @@ def diagnose(snap: Snapshot, config: Config, now: datetime | None = None) -> lis
     return findings
 
 
-def _container_findings(svc: ServiceConfig, info: ContainerInfo | None, snap: Snapshot,
-                        config: Config, now: datetime, out: list[Finding]) -> bool:
+def _container_findings(svc: ServiceConfig, info: ContainerInfo | None,
+                        probe: ProbeResult | None, snap: Snapshot, config: Config,
+                        now: datetime, out: list[Finding]) -> bool:
     """Findings about the container itself; True when it is down (skip probe findings)."""
     if svc.runtime == "docker" and not snap.docker.reachable:
         return True  # docker_unreachable says it all
@@ -85,7 +86,7 @@ def _container_findings(svc: ServiceConfig, info: ContainerInfo | None, snap: Sn
                                " exists (removed, renamed or never created)"),
                            "docker compose up -d" if info.runtime == "docker" else None))
         return True
-    if info.looping:
+    if info.looping or is_looping(info, config, now):
         out.append(Finding("restart_loop", C, svc.name,
                            f"{svc.name}: restart loop ({info.restart_count} restarts"
                            + (f", last exit {info.exit_code}" if info.exit_code else "")
@@ -110,11 +111,34 @@ def _container_findings(svc: ServiceConfig, info: ContainerInfo | None, snap: Sn
     if info.health == "starting" and info.started_at is not None:
         age = (now - info.started_at).total_seconds()
         if age > config.docker.health_starting_max:
+            silent = probe is not None and probe.outcome in UNREACHABLE
             out.append(Finding("health_starting_long", W, svc.name,
-                               f"{svc.name}: health still 'starting' after {age / 60:.0f} min:"
-                               " start_period too short, or the service never comes up",
+                               f"{svc.name}: health still 'starting' after {_age(age)}"
+                               + (f" and {probe.url} does not answer ({probe.outcome}): the "
+                                  "service never came up" if silent and probe else
+                                  ": start_period too short, or the service never comes up"),
                                "l (read its logs)"))
+            return silent  # the unanswered port is this same cause, not a second finding
     return False
+
+
+def _age(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def is_looping(info: ContainerInfo, config: Config, now: datetime) -> bool:
+    """A restart loop seen in one snapshot (`check` has no event history to count starts):
+    Docker is waiting to restart it, or its restart policy restarted it
+    `restart_loop_count` times or more and it last exited and started within the window."""
+    if info.runtime != "docker":
+        return False
+    if info.state == "restarting":
+        return True
+    window = config.docker.restart_loop_window
+    return (info.restart_count >= config.docker.restart_loop_count
+            and info.started_at is not None and info.finished_at is not None
+            and (now - info.started_at).total_seconds() <= window
+            and (now - info.finished_at).total_seconds() <= window)
 
 
 def _probe_findings(svc: ServiceConfig, info: ContainerInfo | None, probe: ProbeResult | None,
@@ -211,22 +235,27 @@ def _auth_findings(svc: ServiceConfig, info: ContainerInfo | None, probe: ProbeR
 
 
 def _stale(svc: ServiceConfig, info: ContainerInfo | None, snap: Snapshot) -> bool:
-    """The server loaded a hash other than the one on disk (it was changed after start)."""
+    """The server still runs with a hash its PASSWORD no longer holds (a restart fixes it),
+    as opposed to a PASSWORD holding another hash (a restart would load it again)."""
     tokens = snap.tokens
     if tokens is None:
         return False
-    for server in tokens.servers:
-        if server.service == svc.name and server.log_fingerprint:
-            canonical = _canonical_fp(tokens)
-            return canonical is not None and server.log_fingerprint != canonical
-    if info is None or info.started_at is None:
-        return False
     canonical = _canonical_fp(tokens)
-    for loc in tokens.locations:
-        if (loc.format == "password_file" and loc.fingerprint == canonical
-                and loc.mtime is not None and loc.mtime > info.started_at):
-            return True
-    return False
+    if canonical is None:
+        return False
+    passwords = [loc for loc in tokens.locations if loc.format == "password_file"]
+    # a PASSWORD now holding the canonical hash was rewritten after this server started
+    if info is not None and info.started_at is not None and any(
+            loc.fingerprint == canonical and loc.mtime is not None
+            and loc.mtime > info.started_at for loc in passwords):
+        return True
+    logged = next((s.log_fingerprint for s in tokens.servers
+                   if s.service == svc.name and s.log_fingerprint), None)
+    if logged is None or logged == canonical:
+        return False
+    # the hash it loaded is still in a PASSWORD file: that is its PASSWORD, so a restart
+    # would load it again (token_rejected); gone from every PASSWORD: rewritten (stale)
+    return not any(loc.fingerprint == logged for loc in passwords)
 
 
 def _canonical_fp(tokens: TokensReport) -> str | None:
@@ -239,10 +268,11 @@ def _canonical_fp(tokens: TokensReport) -> str | None:
 def _token_findings(tokens: TokensReport | None, out: list[Finding]) -> None:
     if tokens is None:
         return
-    if not tokens.consistent:
+    bad = [loc.name for loc in tokens.locations if loc.state in ("mismatch", "raw_mismatch")]
+    # a copy that is invalid, unreadable or only badly quoted is a token_file_problem (below);
+    # drift is copies holding different values
+    if not tokens.consistent and bad:
         parts = [f"{fp} in {', '.join(names)}" for fp, names in tokens.fingerprints.items()]
-        bad = [loc.name for loc in tokens.locations
-               if loc.state in ("mismatch", "raw_mismatch")]
         out.append(Finding(
             "token_drift", W, None,
             f"token copies disagree ({len(tokens.fingerprints)} values"

@@ -286,6 +286,9 @@ class ComfyApp:
         self.console = console
         self.root = cfg.comfy_root
         self.login_loaded = cfg.scenario != "login_missing"
+        #: ``open_api``: the node loads (page, token line) but its middleware lets every
+        #: request through, as behind a proxy that injects the Bearer header
+        self.enforce = cfg.scenario != "open_api"
         self.login = LoginNode(console, cfg.password_file, cfg.scenario == "no_password")
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
@@ -377,7 +380,7 @@ class ComfyApp:
                     return denied
             if req.method == "OPTIONS":
                 resp = Response(200, b"", "application/octet-stream")
-            elif self.login_loaded:
+            elif self.login_loaded and self.enforce:
                 resp = self._login_middleware(req)
             else:
                 resp = self._route(req)

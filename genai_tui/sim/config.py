@@ -25,6 +25,7 @@ SCENARIOS = (
     "log_flood",
     "not_http",
     "wrong_port",
+    "open_api",
 )
 DEFAULT_PORTS = {"comfyui": 8188, "orchestrator": 8090, "stub": 8000}
 DEFAULT_DELAYS = {"slow_start": 10.0, "crash": 5.0}

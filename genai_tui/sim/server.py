@@ -18,6 +18,8 @@ Scenarios (``--scenario`` / ``SIM_SCENARIO``):
 - ``log_flood``: serves while writing ``--lines-per-second`` lines for ``--duration``
   seconds (forever by default; afterwards it keeps serving quietly).
 - ``wrong_port``: listens on ``--port + 1``.
+- ``open_api`` (comfyui): ComfyUI-Login loads (``/login`` page, token line) but the
+  API answers without any token, as behind a reverse proxy that adds the Bearer header.
 
 SIGTERM/SIGINT print ``Stopped server`` and exit 0 at once.
 """

@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
+from textual.events import Resize
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from genai_tui import __version__
+from genai_tui import __version__, diagnose
 from genai_tui.config import Config
 from genai_tui.ui.containers import ContainersPanel
 from genai_tui.ui.context import AppContext
+from genai_tui.ui.findings import FindingsBar
+from genai_tui.ui.gpu import GpuPanel
+from genai_tui.ui.host import HostPanel
+from genai_tui.ui.logs import LogPanel
+from genai_tui.ui.probes import ProbesPanel
 from genai_tui.ui.screens.confirm import ConfirmScreen
 from genai_tui.ui.screens.help import HelpScreen
+from genai_tui.ui.tokens import TokensPanel
+
+#: below this the dashboard says "terminal too small" instead of drawing a broken screen
+MIN_WIDTH, MIN_HEIGHT = 60, 16
+#: below either of these the compact layout is used (80×24 is compact)
+COMPACT_WIDTH, COMPACT_HEIGHT = 110, 32
+#: compact layout: which panel fills the lower area (digit keys)
+VIEWS = ("logs", "probes", "tokens", "gpu", "host")
 
 
 def styles_path() -> Path:
@@ -43,7 +62,17 @@ KEYS: dict[str, tuple[str, str, str]] = {
     "restart_all": ("R", "restart_all", "Restart all"),
     "logs": ("l", "logs", "Logs"),
     "logs_all": ("a", "logs_all", "All logs"),
+    "probe": ("p", "probe", "Probe now"),
+    "unify": ("u", "unify", "Unify tokens"),
+    "refresh": ("ctrl+r", "refresh", "Refresh all"),
+    "view_logs": ("1", "view('logs')", "Compact: logs"),
+    "view_probes": ("2", "view('probes')", "Compact: probes"),
+    "view_tokens": ("3", "view('tokens')", "Compact: tokens"),
+    "view_gpu": ("4", "view('gpu')", "Compact: GPU"),
+    "view_host": ("5", "view('host')", "Compact: host"),
 }
+SHOWN_IN_FOOTER = {"quit", "help", "restart", "logs", "probe", "unify"}
+#: actions that change something (disabled by --readonly)
 MUTATING = {"restart", "restart_all", "unify"}
 
 
@@ -53,7 +82,7 @@ class GenaiTui(App[int]):
     TITLE = "genai-tui"
     CSS_PATH = str(styles_path())
     BINDINGS = [
-        Binding(keys, action, description, id=f"genai.{bid}", show=bid != "logs_all")
+        Binding(keys, action, description, id=f"genai.{bid}", show=bid in SHOWN_IN_FOOTER)
         for bid, (keys, action, description) in KEYS.items()
     ]
 
@@ -62,21 +91,32 @@ class GenaiTui(App[int]):
         super().__init__()
         self.config = config
         self.readonly = readonly
-        self.start_sources = start_sources
-        self.ctx = AppContext(config=config, readonly=readonly, on_publish=self._on_publish)
+        self.ctx = AppContext(config=config, readonly=readonly, live=start_sources,
+                              on_publish=self._on_publish)
         self.sub_title = ("READ-ONLY · " if readonly else "") + config.source
-        keymap = {f"genai.{action}": keys for action, keys in config.keys.items()}
+        self.ssh = bool(os.environ.get("SSH_CONNECTION"))
+        if self.ssh:
+            self.animation_level = "none"
+        self.view = "logs"
+        self._diagnose_pending = False
+        keymap = {f"{'genai' if action in KEYS else 'logs'}.{action}": keys
+                  for action, keys in config.keys.items()}
         if keymap:
             self.set_keymap(keymap)
-        if os.environ.get("SSH_CONNECTION"):
-            self.animation_level = "none"
 
     # -- layout
     def compose(self) -> ComposeResult:
         yield Static(self._title_text(), id="title")
-        with Horizontal(id="main"):
-            with Vertical(id="left"):
-                yield ContainersPanel(self.ctx, monitor=self.start_sources, id="containers")
+        yield FindingsBar(id="findings")
+        yield ContainersPanel(self.ctx, monitor=self.ctx.live, id="containers")
+        yield ProbesPanel(self.ctx, id="probes")
+        with Horizontal(id="bottom"):
+            yield LogPanel(self.ctx, id="logs")
+            with VerticalScroll(id="side"):
+                yield GpuPanel(self.ctx, id="gpu")
+                yield HostPanel(self.ctx, id="host")
+                yield TokensPanel(self.ctx, id="tokens")
+        yield Static(id="too-small")
         yield Footer()
 
     def _title_text(self) -> Text:
@@ -84,28 +124,94 @@ class GenaiTui(App[int]):
                              (self.config.source, "dim"))
         if self.readonly:
             text.append("  READ-ONLY", style="bold black on yellow")
+        if self.ssh:
+            text.append("  ssh", style="dim")
         return text
 
     def on_mount(self) -> None:
         self.query_one("#containers-table", DataTable).focus()
-        if hasattr(signal, "SIGHUP"):
+        self._apply_size(self.size.width, self.size.height)
+        loop = asyncio.get_running_loop()
+        for sig, hangup in ((getattr(signal, "SIGHUP", None), True), (signal.SIGTERM, False)):
+            if sig is None:
+                continue
             try:
-                self._loop_add_signal(signal.SIGHUP)
-                self._loop_add_signal(signal.SIGTERM)
+                loop.add_signal_handler(sig, self._on_signal, hangup)
             except (RuntimeError, ValueError, NotImplementedError):
                 pass
+        if self.ctx.live:
+            self.set_interval(5.0, self._check_terminal)
 
-    def _loop_add_signal(self, sig: signal.Signals) -> None:
-        import asyncio
+    def _on_signal(self, hangup: bool) -> None:
+        """SIGHUP (SSH link dropped) and SIGTERM end the app cleanly, threads included."""
+        if hangup:
+            self._terminal_gone()
+        self._exit_soon()
 
-        asyncio.get_running_loop().add_signal_handler(sig, self._on_signal)
+    def _terminal_gone(self) -> None:
+        """Nothing can be drawn any more: drop output instead of blocking on a dead TTY."""
+        driver = self._driver
+        if driver is not None:
+            driver.write = lambda data: None  # type: ignore[method-assign]
+            driver.flush = lambda: None  # type: ignore[method-assign]
 
-    def _on_signal(self) -> None:
+    def _exit_soon(self) -> None:
         self.exit(0)
+
+        def watchdog() -> None:  # last resort: never outlive a closed session
+            time.sleep(5.0)
+            os._exit(0)
+
+        threading.Thread(target=watchdog, name="exit-watchdog", daemon=True).start()
+
+    def _check_terminal(self) -> None:
+        """A dropped SSH session can leave us without SIGHUP: stdin is then no TTY."""
+        try:
+            alive = os.isatty(sys.__stdin__.fileno())
+        except (OSError, ValueError, AttributeError):
+            alive = False
+        if not alive:
+            self._terminal_gone()
+            self._exit_soon()
+
+    def on_resize(self, event: Resize) -> None:
+        self._apply_size(event.size.width, event.size.height)
+
+    def _apply_size(self, width: int, height: int) -> None:
+        screen = self.screen
+        too_small = width < MIN_WIDTH or height < MIN_HEIGHT
+        screen.set_class(too_small, "-too-small")
+        if too_small:
+            self.query_one("#too-small", Static).update(Text(
+                f"Terminal too small: {width}×{height}.\n"
+                f"genai-tui needs at least {MIN_WIDTH}×{MIN_HEIGHT} "
+                f"(compact below {COMPACT_WIDTH}×{COMPACT_HEIGHT}).\n\nq quits.",
+                justify="center"))
+        compact = width < COMPACT_WIDTH or height < COMPACT_HEIGHT
+        screen.set_class(compact, "-compact")
+        self._apply_view()
+
+    def _apply_view(self) -> None:
+        for view in VIEWS:
+            self.screen.set_class(self.view == view, f"-view-{view}")
 
     # -- data
     def _on_publish(self, part: str, value: Any) -> None:
-        """A panel has new data: nothing else to do yet (findings derive from it later)."""
+        """A panel has new data: re-derive the findings once per batch of updates."""
+        if part == "findings" or self._diagnose_pending:
+            return
+        self._diagnose_pending = True
+        self.set_timer(0.2, self._rediagnose)
+
+    def _rediagnose(self) -> None:
+        self._diagnose_pending = False
+        snap = self.ctx.snapshot
+        if not snap.containers and not snap.probes:
+            return  # still gathering: no conclusion from half a picture
+        snap.findings = diagnose.diagnose(snap, self.config)
+        bar = self.query_one(FindingsBar)
+        bar.max_lines = 2 if self.screen.has_class("-compact") else 5
+        bar.show(snap.findings, len(self.config.services))
 
     # -- helpers
     @property
@@ -139,7 +245,8 @@ class GenaiTui(App[int]):
             if yes:
                 self.containers.restart_services([service])
 
-        self.push_screen(ConfirmScreen(f"Restart {service} (container {name})?",
+        what = "process" if info is not None and info.runtime == "process" else "container"
+        self.push_screen(ConfirmScreen(f"Restart {service} ({what} {name})?",
                                        yes="Restart"), done)
 
     def action_restart_all(self) -> None:
@@ -160,26 +267,88 @@ class GenaiTui(App[int]):
             yes="Restart all"), done)
 
     def action_logs(self) -> None:
-        self.notify("log panel not available yet")
+        service = self.containers.selected_service
+        if service is not None:
+            self.query_one(LogPanel).follow_service(service)
+            self.view = "logs"
+            self._apply_view()
 
     def action_logs_all(self) -> None:
-        self.notify("log panel not available yet")
+        self.query_one(LogPanel).follow_all()
+        self.view = "logs"
+        self._apply_view()
 
-    # -- help
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "containers-table":
+            self.action_logs()
+
+    def action_probe(self) -> None:
+        self.query_one(ProbesPanel).action_probe_now()
+        self.notify("probing every service now", timeout=2)
+
+    def action_unify(self) -> None:
+        if self._refuse_readonly("unify"):
+            return
+        self.query_one(TokensPanel).action_unify()
+
+    def action_refresh(self) -> None:
+        self.query_one(ProbesPanel).action_probe_now()
+        self.query_one(TokensPanel).refresh_now()
+        self.query_one(GpuPanel).action_refresh()
+        self.query_one(HostPanel).action_refresh()
+
+    def action_view(self, view: str) -> None:
+        if view in VIEWS:
+            self.view = view
+            self._apply_view()
+
+    # -- palette and help
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for bid, (_keys, action, description) in KEYS.items():
+            if bid in ("quit", "help") or (bid in MUTATING and self.readonly):
+                continue
+            yield SystemCommand(description, f"genai-tui: {description.lower()}",
+                                _runner(self, action))
+        logs = self.query(LogPanel)
+        if logs:
+            for binding in LogPanel.BINDINGS:
+                if isinstance(binding, Binding) and binding.description:
+                    yield SystemCommand(f"Logs: {binding.description}",
+                                        "log panel", _runner(logs.first(), binding.action))
+
     def key_help(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """(section, [(keys, description)]) from the bindings in force (keymap applied)."""
-        return [("Dashboard", list(_describe(self, self._bindings.key_to_bindings.items())))]
+        sections = [("Dashboard", list(_describe(self, self._keyed(self))))]
+        logs = self.query(LogPanel)
+        if logs:
+            sections.append(("Log panel (when focused)",
+                             list(_describe(self, self._keyed(logs.first())))))
+        return sections
+
+    def _keyed(self, node: Any) -> Iterable[tuple[str, list[Binding]]]:
+        bindings = node._bindings.copy()
+        if self._keymap:
+            bindings.apply_keymap(self._keymap)
+        return bindings.key_to_bindings.items()
 
 
-def _describe(node: Any, items: Iterable[tuple[str, list[Binding]]]
+def _runner(node: Any, action: str):
+    async def run() -> None:
+        await node.run_action(action)
+
+    return run
+
+
+def _describe(app: App[Any], items: Iterable[tuple[str, list[Binding]]]
               ) -> Iterable[tuple[str, str]]:
     by_action: dict[str, tuple[list[str], str]] = {}
     for key, bindings in items:
         for b in bindings:
             if not b.description:
                 continue
-            keys, desc = by_action.setdefault(b.action, ([], b.description))
-            display = node.app.get_key_display(Binding(key, b.action))
+            keys, _desc = by_action.setdefault(b.action, ([], b.description))
+            display = app.get_key_display(Binding(key, b.action))
             if display not in keys:
                 keys.append(display)
     for keys, desc in by_action.values():

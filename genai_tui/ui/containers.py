@@ -17,17 +17,18 @@ from genai_tui.sources.process import ProcessMonitor
 from genai_tui.ui.context import AppContext
 
 COLUMNS = (
-    ("service", "Service", 20),
-    ("container", "Container", 20),
-    ("state", "State", 14),
-    ("health", "Health", 13),
-    ("uptime", "Up", 7),
-    ("restarts", "Rst", 4),
-    ("exit", "Exit", 9),
-    ("ports", "Ports", 22),
+    ("service", "Service", 19),
+    ("container", "Container", 22),
+    ("state", "State", 10),
+    ("health", "Health", 12),
+    ("uptime", "Up", 5),
+    ("restarts", "Rst", 3),
+    ("exit", "Exit", 7),
+    ("ports", "Ports", 20),
     ("image", "Image", 18),
 )
-COMPACT_HIDDEN = ("container", "image")
+#: columns dropped when the panel is narrow: (min inner width, hidden columns)
+LEVELS = ((128, ()), (100, ("image",)), (0, ("container", "image", "uptime")))
 
 STATE_STYLE = {
     "running": "green",
@@ -69,11 +70,11 @@ def row_cells(info: ContainerInfo, now: datetime | None = None) -> dict[str, Tex
         state_text = Text(state, style=STATE_STYLE.get(state, ""))
     if info.action:
         failed = info.action.startswith("restart failed")
-        state_text = Text("restart failed" if failed else info.action,
+        state_text = Text("restart ✗" if failed else info.action,
                           style="bold red" if failed else "bold cyan")
     health = Text(info.health or "-", style=HEALTH_STYLE.get(info.health or "", "dim"))
     if info.health == "unhealthy" and info.failing_streak:
-        health.append(f" ×{info.failing_streak}", style="red")
+        health = Text.assemble(("unhealthy", "bold red"), (f"×{info.failing_streak}", "red"))
     if info.oom_killed:
         exit_text = Text(f"{info.exit_code if info.exit_code is not None else 137} OOM",
                          style="bold red")
@@ -83,7 +84,7 @@ def row_cells(info: ContainerInfo, now: datetime | None = None) -> dict[str, Tex
         exit_text = Text(str(info.exit_code))
     else:
         exit_text = Text("-", style="dim")
-    ports = ", ".join(p.label() for p in info.ports) or "-"
+    ports = ", ".join(p.label().removesuffix("/tcp") for p in info.ports) or "-"
     return {
         "service": Text(info.service, style="bold"),
         "container": Text(info.container if not info.missing else f"{info.container}",
@@ -148,7 +149,7 @@ class ContainersPanel(Vertical):
         self._start_monitor = monitor
         self._last: dict[str, dict[str, Text | str]] = {}
         self._infos: dict[str, ContainerInfo] = {}
-        self._compact = False
+        self._hidden: tuple[str, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Static("", id="docker-banner")
@@ -156,17 +157,39 @@ class ContainersPanel(Vertical):
                                                  id="containers-table")
         yield table
 
-    def on_mount(self) -> None:
+    @property
+    def columns(self) -> list[tuple[str, str, int]]:
+        return [c for c in COLUMNS if c[0] not in self._hidden]
+
+    def _build_table(self) -> None:
         table = self.query_one(DataTable)
-        for key, label, width in COLUMNS:
+        cursor = table.cursor_row
+        table.clear(columns=True)
+        for key, label, width in self.columns:
             table.add_column(label, key=key, width=width)
         for svc in self.ctx.config.services:
-            info = ContainerInfo(service=svc.name, container=svc.container_name,
-                                 state="…", runtime=svc.runtime)
+            info = self._infos.get(svc.name)
+            if info is None:
+                info = ContainerInfo(service=svc.name, container=svc.container_name,
+                                     state="…", runtime=svc.runtime)
             cells = row_cells(info)
-            cells["state"] = Text("…", style="dim")
-            table.add_row(*(cells[k] for k, _, _ in COLUMNS), key=svc.name)
+            if info.state == "…":
+                cells["state"] = Text("…", style="dim")
+            table.add_row(*(cells[k] for k, _, _ in self.columns), key=svc.name)
             self._last[svc.name] = cells
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1))
+
+    def on_resize(self) -> None:
+        """Drop the least useful columns rather than cut the useful ones."""
+        width = self.content_size.width
+        hidden = next(h for w, h in LEVELS if width >= w)
+        if hidden != self._hidden:
+            self._hidden = hidden
+            self._build_table()
+
+    def on_mount(self) -> None:
+        self._build_table()
         self.set_interval(10.0, self._tick_uptime)
         runtimes = {s.runtime for s in self.ctx.config.services}
         if self._start_monitor and "docker" in runtimes:
@@ -213,7 +236,7 @@ class ContainersPanel(Vertical):
         table = self.query_one(DataTable)
         cells = row_cells(info)
         old = self._last.get(info.service, {})
-        for key, _, _ in COLUMNS:
+        for key, _, _ in self.columns:
             if _signature(old.get(key)) != _signature(cells[key]):
                 table.update_cell(info.service, key, cells[key])
         self._last[info.service] = cells
@@ -248,7 +271,7 @@ class ContainersPanel(Vertical):
         for name in services:
             monitor = self._monitor_for(name)
             if monitor is not None:
-                monitor.set_action(name, "restarting…")
+                monitor.set_action(name, "restarting")
         self._restart(services)
 
     @work(thread=True, group="docker-actions", exit_on_error=False)

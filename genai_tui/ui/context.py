@@ -14,6 +14,8 @@ from genai_tui.model import Snapshot
 class AppContext:
     config: Config
     readonly: bool = False
+    #: False in tests and snapshots: panels render what they are given and poll nothing
+    live: bool = True
     snapshot: Snapshot = field(default_factory=Snapshot)
     #: called on the UI thread by a panel with fresh data for one part of the snapshot
     #: ("containers", "docker", "probes", "tokens", "gpu", "host", "log_events");

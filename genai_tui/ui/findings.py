@@ -26,25 +26,28 @@ def render_findings(findings: list[Finding], *, max_lines: int, services: int,
         if infos:
             text.append("  · " + infos[0].message, style="dim")
         return text
-    shown = findings[:max_lines]
-    text = Text()
+    shown = findings if len(findings) <= max_lines else findings[: max_lines - 1]
+    text = Text(no_wrap=True, overflow="ellipsis")
     for i, f in enumerate(shown):
         icon, style = STYLE[f.severity]
         if i:
             text.append("\n")
+        if f.action:
+            text.append(f"[{f.action}] ", style="bold cyan")
         text.append(f"{icon} ", style=style)
         text.append(f.message)
-        if f.action:
-            text.append(f"  [{f.action}]", style="bold cyan")
-    hidden = len(findings) - len(shown)
-    if hidden > 0:
-        text.append(f"  (+{hidden} more: genai-tui check)", style="dim")
+    hidden = findings[len(shown):]
+    if hidden:
+        text.append("\n")
+        text.append(f"+{len(hidden)} more: " + ", ".join(
+            f.code + (f" ({f.service})" if f.service else "") for f in hidden), style="dim")
     return text
 
 
 class FindingsBar(Static):
     DEFAULT_CSS = """
-    FindingsBar { height: auto; max-height: 5; padding: 0 1; background: $boost; }
+    FindingsBar { height: auto; max-height: 5; padding: 0 1; background: $boost;
+        text-wrap: nowrap; text-overflow: ellipsis; }
     FindingsBar.-critical { background: $error 15%; }
     FindingsBar.-warning { background: $warning 12%; }
     FindingsBar.-calm { background: $success 10%; }
@@ -52,7 +55,7 @@ class FindingsBar(Static):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
-        self.max_lines = 4
+        self.max_lines = 5
         self.findings: list[Finding] = []
 
     def on_mount(self) -> None:

@@ -280,7 +280,8 @@ class GpuPanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = "GPU"
         self._message.update("reading GPUs…")
-        self._poll()
+        if self.ctx.live:
+            self._poll()
 
     def on_unmount(self) -> None:
         if self._timer is not None:

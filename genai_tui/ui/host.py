@@ -86,7 +86,8 @@ class HostPanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = "Host"
         self.cpu.update("reading…")
-        self._poll()
+        if self.ctx.live:
+            self._poll()
 
     def on_unmount(self) -> None:
         if self._timer is not None:

@@ -36,14 +36,14 @@ STAND_OUT = "bold white on red"
 ALARM_VERDICTS = ("disabled", "rejected", "no_password")
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("service", "service", 16),
+    ("service", "service", 19),
     ("url", "URL", 22),
     ("outcome", "outcome", 11),
     ("auth", "auth", 11),
     ("status", "HTTP", 4),
     ("latency", "latency", 8),
     ("trend", "trend", SPARK_WIDTH),
-    ("info", "info", 20),
+    ("info", "info", 26),
 )
 
 
@@ -166,7 +166,8 @@ class ProbesPanel(Vertical):
         self._prober = Prober(self.ctx.config.probes,
                               max_connections=max(4, len(self.services)))
         self._set_subtitle()
-        self.start_round()
+        if self.ctx.live:
+            self.start_round()
 
     async def on_unmount(self) -> None:
         self._closing = True

@@ -156,7 +156,8 @@ class TokensPanel(Vertical):
             table.add_row(self._name_cell(loc.name), state_cell(None), "…", problems_cell(None),
                           "–", key=loc.name)
         self.border_subtitle = "u: unify" if not self.ctx.readonly else "read-only"
-        self.refresh_now()
+        if self.ctx.live:
+            self.refresh_now()
 
     def on_unmount(self) -> None:
         self._closing = True

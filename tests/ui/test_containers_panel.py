@@ -37,7 +37,7 @@ async def test_rows_follow_real_container_state(sim_container):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: cell(app, "qwen", "state") == "running")
         assert cell(app, "ghost", "state") == "missing"
-        assert f"{host_port(c)}->8188/tcp" in cell(app, "qwen", "ports")
+        assert cell(app, "qwen", "ports") == f"127.0.0.1:{host_port(c)}->8188"
         await asyncio.to_thread(c.kill)
         await wait_until(pilot, lambda: cell(app, "qwen", "state") == "exited")
         assert cell(app, "qwen", "exit") == "137"
@@ -55,15 +55,14 @@ async def test_r_asks_then_restarts_the_selected_container(sim_container):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: cell(app, "qwen", "state") == "running")
         await pilot.press("r")
-        await pilot.pause(0.1)
-        assert isinstance(app.screen, ConfirmScreen)
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
         assert c.name in screen_text(app)
         await pilot.press("n")  # cancel: nothing happens
         await pilot.pause(0.2)
         c.reload()
         assert c.attrs["State"]["StartedAt"] == started
         await pilot.press("r")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
         await pilot.press("y")
         await wait_until(pilot, lambda: "restarting" in cell(app, "qwen", "state"), 5)
 
@@ -85,8 +84,7 @@ async def test_R_restarts_all_after_confirmation(sim_container):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: cell(app, "two", "state") == "running")
         await pilot.press("R")
-        await pilot.pause(0.1)
-        assert isinstance(app.screen, ConfirmScreen)
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
         text = screen_text(app)
         assert "one" in text and "two" in text
         await pilot.press("y")

@@ -165,3 +165,21 @@ def test_cli_bad_config_exit_3_without_traceback(tmp_path, label, text, expected
         assert proc.returncode == 3, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
         assert str(path) in proc.stderr and expected[0] in proc.stderr
+
+
+def test_keys_table_accepts_known_actions_only(tmp_path):
+    text = GOOD + '\n[keys]\nrestart = "ctrl+r"\nfollow = "space"\n'
+    cfg = config.load_file(write(tmp_path, text), env={})
+    assert dict(cfg.keys) == {"restart": "ctrl+r", "follow": "space"}
+    with pytest.raises(config.ConfigError, match=r"keys\.reboot: unknown key"):
+        config.load_file(write(tmp_path, GOOD + '\n[keys]\nreboot = "x"\n'), env={})
+
+
+def test_app_and_log_panel_bindings_match_the_configurable_actions():
+    """Every `[keys]` name maps to a real binding id, so a rebinding is never silently lost."""
+    from genai_tui.ui.app import KEYS
+    from genai_tui.ui.logs import LogPanel
+
+    ids = {f"genai.{k}" for k in KEYS} | {b.id for b in LogPanel.BINDINGS if b.id}
+    for action in config.KEY_ACTIONS:
+        assert f"genai.{action}" in ids or f"logs.{action}" in ids, action

@@ -214,3 +214,83 @@ def test_sorted_most_severe_first():
                    host=HostInfo(memory_used_mb=15900, memory_total_mb=16000))
     sev = [f.severity.rank for f in diagnose(snap, CFG, now=NOW)]
     assert sev == sorted(sev)
+
+
+# ---- correlations found by the real scenarios (tests/integration/test_scenarios.py)
+
+
+def test_restart_loop_seen_in_one_look_without_event_history():
+    """`check` sees one inspect, no start events: many policy restarts, the last exit and
+    start within the window, or Docker waiting to restart it, is a loop."""
+    looping = ContainerInfo("qwen", "qwen", id="x", state="running", restart_count=4,
+                            exit_code=1, started_at=NOW - timedelta(seconds=2),
+                            finished_at=NOW - timedelta(seconds=3))
+    waiting = ContainerInfo("qwen", "qwen", id="x", state="restarting", restart_count=1,
+                            exit_code=1, started_at=NOW - timedelta(seconds=5),
+                            finished_at=NOW - timedelta(seconds=1))
+    for info in (looping, waiting):
+        snap = healthy(containers=[info, running("orch")],
+                       probes=[ok_probe("qwen", outcome="refused", auth="unknown"),
+                               ok_probe("orch")])
+        assert [c for c, s in codes(snap) if s == "qwen"] == ["restart_loop"]
+    # restarts long ago, running quietly since: not a loop (and nothing to report)
+    calm = running("qwen", restart_count=7, finished_at=NOW - timedelta(days=2),
+                   started_at=NOW - timedelta(days=2))
+    assert [c for c, s in codes(healthy(containers=[calm, running("orch")])) if s == "qwen"] \
+        == []
+
+
+def test_rejected_while_its_password_still_holds_the_logged_hash_is_token_rejected():
+    """The server loaded B, and a PASSWORD file still holds B: a restart loads B again, so
+    unify (token_rejected), not restart (token_stale)."""
+    tokens = tokens_ok("fp:aaaaaaaaaa")
+    tokens.locations.append(TokenLocationStatus(
+        "qwen-password", "p", "password_file", state="mismatch", fingerprint="fp:bbbbbbbbbb",
+        mtime=NOW - timedelta(hours=2)))
+    tokens.servers = [ServerTokenStatus("qwen", False, "probe+log",
+                                        log_fingerprint="fp:bbbbbbbbbb")]
+    snap = healthy(probes=[ok_probe("qwen", auth="rejected"), ok_probe("orch")], tokens=tokens)
+    got = {f.code: f for f in diagnose(snap, CFG, now=NOW) if f.service == "qwen"}
+    assert list(got) == ["token_rejected"] and got["token_rejected"].action == "u"
+
+
+def test_rewritten_password_wins_over_a_stale_copy_elsewhere():
+    """Rotated PASSWORD after start while an old copy of the loaded hash lingers in another
+    file: still token_stale (the PASSWORD rewrite is the evidence)."""
+    tokens = tokens_ok("fp:newnewnewn")
+    tokens.locations += [
+        TokenLocationStatus("qwen-password", "p", "password_file", state="ok",
+                            fingerprint="fp:newnewnewn", mtime=NOW - timedelta(minutes=1)),
+        TokenLocationStatus("docker-secrets", "d", "hash_file", state="mismatch",
+                            fingerprint="fp:oldoldoldo"),
+    ]
+    tokens.servers = [ServerTokenStatus("qwen", False, "probe+log",
+                                        log_fingerprint="fp:oldoldoldo")]
+    snap = healthy(probes=[ok_probe("qwen", auth="rejected"), ok_probe("orch")], tokens=tokens)
+    assert [c for c, s in codes(snap) if s == "qwen"] == ["token_stale"]
+
+
+def test_health_starting_long_and_silent_port_is_one_finding():
+    snap = healthy(containers=[running("qwen", health="starting",
+                                       started_at=NOW - timedelta(minutes=20)), running("orch")],
+                   probes=[ok_probe("qwen", outcome="empty_reply", auth="unknown"),
+                           ok_probe("orch")])
+    got = [f for f in diagnose(snap, CFG, now=NOW) if f.service == "qwen"]
+    assert [f.code for f in got] == ["health_starting_long"]
+    assert "does not answer" in got[0].message and "20 min" in got[0].message
+
+
+def test_a_corrupted_copy_of_the_same_hash_is_a_file_problem_not_drift():
+    """`KEY=KEY=<hash>` holds the canonical hash, spoiled: one token_file_problem; the
+    copies do not hold different values, so no token_drift ("1 values")."""
+    tokens = TokensReport(
+        locations=[
+            TokenLocationStatus("secrets", "s", "hash_file", state="ok", fingerprint="fp:a",
+                                canonical=True),
+            TokenLocationStatus("env", ".env", "env", state="invalid", fingerprint="fp:a",
+                                problems=["key_in_value", "compose_interpolation"]),
+        ],
+        canonical="secrets", consistent=False, fingerprints={"fp:a": ["secrets", "env"]})
+    got = [(f.code, f.service) for f in diagnose(healthy(tokens=tokens), CFG, now=NOW)
+           if f.severity is not Severity.INFO]
+    assert got == [("token_file_problem", None)]

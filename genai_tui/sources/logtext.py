@@ -1,0 +1,304 @@
+"""Container log text made safe to store and show: sanitising, secret redaction, highlighting
+classes and diagnosis events.
+
+Container output is untrusted bytes that end up on an admin's terminal, and ComfyUI-Login
+prints its bearer token at start-up. Everything here is pure (no I/O) so the follower thread,
+the UI, the saved files and the tests all share one definition of "clean".
+
+Order of use, per line: `clean_line` (or `sanitize` for a blob) → `log_event` on the clean
+but not yet redacted text (it needs the hash to fingerprint it) → `Redactor.redact` → store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from genai_tui.model import LogEvent
+from genai_tui.secret import BCRYPT_ANYWHERE, fingerprint
+
+#: default cap of one stored line, in UTF-8 bytes
+MAX_LINE_BYTES = 4096
+CUT_MARKER = " … [cut {n} bytes]"
+REDACTED = "[redacted]"
+
+# ------------------------------------------------------------------ sanitising
+
+# Terminal sequences, longest forms first. The 8-bit C1 introducers (U+009B CSI, U+009D OSC,
+# U+0090 DCS, U+0098 SOS, U+009E PM, U+009F APC) are what a UTF-8 terminal may honour when a
+# container prints them as C2 9B etc. A string sequence without its terminator is removed to
+# the end of the line, as a terminal would swallow it.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI (colours, cursor moves, alt screen, ...)
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c|\x1b|$)"  # OSC (title, 8, 52, ...)
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c|\x1b|$)"  # DCS SOS PM APC
+    r"|\x1b[ -/]*[0-~]"  # two-char escapes: ESC 7, ESC c, ESC ( B, ESC # 8 ...
+    r"|\x1b"  # a lone ESC (end of line, or before a byte no sequence accepts)
+)
+# Everything else that is not plain text: C0 (tab is expanded before), DEL, C1, bidi
+# embeddings/overrides/isolates and marks (Trojan-Source style reordering), line/paragraph
+# separators, and lone surrogates (unencodable, they would crash the terminal writer).
+_CONTROLS = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+    "\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def clean_line(text: str, max_len: int = MAX_LINE_BYTES, dropped: int = 0) -> str:
+    """One line (no `\\n` inside) made printable: escapes and controls removed, `\\r`
+    progress updates collapsed to their final state, cut to `max_len` UTF-8 bytes.
+
+    `dropped` counts bytes the caller already discarded (an over-long partial line), so the
+    cut marker tells the whole truth."""
+    if not (text.isascii() and text.isprintable()):
+        text = _ESCAPES.sub("", text)
+        if "\r" in text:
+            text = _last_segment(text)
+        if "\t" in text:
+            text = text.expandtabs(8)
+        text = _CONTROLS.sub("", text)
+    return _cut(text, max_len, dropped)
+
+
+def _last_segment(text: str) -> str:
+    """What a terminal would show after `\\r` rewrites: the last non-empty segment."""
+    for seg in reversed(text.split("\r")):
+        if seg:
+            return seg
+    return ""
+
+
+def _cut(text: str, max_len: int, dropped: int = 0) -> str:
+    if len(text) * 4 <= max_len and not dropped:
+        return text  # cannot exceed the cap even if every char took 4 bytes
+    data = text.encode("utf-8", "replace")
+    if len(data) <= max_len and not dropped:
+        return text
+    head = data[:max_len].decode("utf-8", "ignore")  # never half a character
+    removed = len(data) - len(head.encode("utf-8")) + dropped
+    return head + CUT_MARKER.format(n=removed)
+
+
+def sanitize(raw: bytes | str, max_len: int = MAX_LINE_BYTES) -> list[str]:
+    """Untrusted log output → clean lines (invalid UTF-8 replaced, split on `\\n`)."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
+    if text.endswith("\n"):
+        text = text[:-1]
+    return [clean_line(part, max_len) for part in text.split("\n")]
+
+
+def is_clean(text: str) -> bool:
+    """True when nothing in `text` can drive a terminal (what the tests assert)."""
+    return "\t" not in text and not _CONTROLS.search(text) and "\x1b" not in text
+
+
+# ------------------------------------------------------------------ redaction
+
+_TOKEN_LINE = re.compile(r"(For direct API calls, use token=)(.*)$")
+_AUTH_HEADER = re.compile(
+    r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:[A-Za-z]+\s+)?)([^\s\"']{6,})"
+)
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+)([A-Za-z0-9._~+/=$:-]{8,})")
+_QUERY_TOKEN = re.compile(r"(?i)([?&;](?:token|access_token|api_key|apikey|key)=)([^&\s\"'#<>]+)")
+_URL_CREDS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]+)(@)", re.I)
+# keys with a recognisable vendor prefix: safe to redact wherever they appear
+_PREFIXED = re.compile(
+    r"\b(?:hf_[A-Za-z0-9]{30,}"  # Hugging Face
+    r"|api_org_[A-Za-z0-9]{30,}"
+    r"|sk-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_-]{20,}"  # OpenAI, Anthropic, Stripe...
+    r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"  # GitHub
+    r"|glpat-[A-Za-z0-9_-]{20,}"  # GitLab
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|AKIA[0-9A-Z]{16}"  # AWS access key id
+    r"|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"  # JWT
+    r")"
+)
+# `name=value` / `name: value` / `"name": "value"` where the name ends in a secret-ish word:
+# CIVITAI_API_KEY=..., hf_token: ..., "password": "...". The value must be 8+ characters so
+# `max_tokens=77` or `token: none` stay readable; `tokenizer=...` does not match at all.
+_KEYED = re.compile(
+    r"(?i)\b([A-Za-z0-9_.-]*(?:api[_-]?key|access[_-]?key|secret(?:[_-]?key)?|token"
+    r"|passw(?:or)?d|auth|credentials?|aiohttp_session))"
+    r"(\"?'?\s*[:=]\s*\"?'?)"
+    r"([^\s\"',;&]{8,})"
+)
+# cheap pre-check on the lower-cased line (a case-insensitive alternation costs ~10x more):
+# lines without any of these cannot hold a secret we know how to spot
+_TRIGGER = re.compile(
+    r"token|bearer|\$2[aby]\$|hf_|api_org_|sk-|gh[pousr]_|github_pat_|glpat-|xox|akia|eyj"
+    r"|key|secret|passw|auth|credential|session|://[^/\s]*@"
+)
+_MIN_SECRET = 6
+
+
+class Redactor:
+    """Removes secrets from clean lines before they are shown, saved or searched.
+
+    `secrets` are the exact values held in the configured token locations (hashes and raw
+    passwords); values shorter than 6 characters are ignored (they would mangle ordinary
+    words and are not worth hiding from a log reader anyway)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: tuple[str, ...] = ()
+        self._secret_re: re.Pattern[str] | None = None
+        self.set_secrets(secrets)
+
+    def set_secrets(self, secrets: Iterable[str]) -> None:
+        """Replace the configured values (they may change when the token files do)."""
+        values = sorted({s.strip() for s in secrets if s and len(s.strip()) >= _MIN_SECRET},
+                        key=len, reverse=True)
+        self._secrets = tuple(values)
+        self._secret_re = (re.compile("|".join(re.escape(v) for v in values))
+                           if values else None)
+
+    @property
+    def secret_count(self) -> int:
+        return len(self._secrets)
+
+    def redact(self, line: str) -> str:
+        rx = self._secret_re  # one read: set_secrets may swap it from another thread
+        if rx is not None and rx.search(line):
+            line = rx.sub(_configured, line)
+        if not _TRIGGER.search(line.lower()):
+            return line
+        line = _TOKEN_LINE.sub(_token_value, line)
+        line = BCRYPT_ANYWHERE.sub(_hash_value, line)
+        line = _AUTH_HEADER.sub(_auth_value, line)
+        line = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", line)
+        line = _QUERY_TOKEN.sub(lambda m: m.group(1) + REDACTED, line)
+        line = _URL_CREDS.sub(lambda m: m.group(1) + REDACTED + m.group(3), line)
+        line = _PREFIXED.sub(REDACTED, line)
+        line = _KEYED.sub(_keyed_value, line)
+        return line
+
+
+def _configured(m: re.Match[str]) -> str:
+    value = m.group(0)
+    if BCRYPT_ANYWHERE.fullmatch(value):
+        return f"[redacted {fingerprint(value)}]"
+    return REDACTED
+
+
+def _hash_value(m: re.Match[str]) -> str:
+    return f"[redacted {fingerprint(m.group(0))}]"
+
+
+def _token_value(m: re.Match[str]) -> str:
+    value = m.group(2).strip()
+    if not value or value.startswith("[redacted"):
+        return m.group(0)
+    return f"{m.group(1)}[redacted {fingerprint(value)}]"
+
+
+def _auth_value(m: re.Match[str]) -> str:
+    if m.group(2).startswith("[redacted"):
+        return m.group(0)
+    return m.group(1) + REDACTED
+
+
+def _keyed_value(m: re.Match[str]) -> str:
+    if m.group(3).startswith("[redacted"):
+        return m.group(0)
+    return m.group(1) + m.group(2) + REDACTED
+
+
+# ------------------------------------------------------------------ classification
+
+#: highlight classes, most specific first; the UI maps each to a style
+KINDS = ("login_error", "import_failed", "login", "oom", "traceback", "error", "warning", "job")
+
+_TOKEN_RE = re.compile(r"For direct API calls, use token=(\S*)")
+_NO_PASSWORD = "Please set up your password before use"
+_IMPORT_FAILED_ROW = re.compile(r"seconds \(IMPORT FAILED\):.*[/\\]custom_nodes[/\\](.*)$")
+_OOM = re.compile(r"Got an OOM|OutOfMemoryError|CUDA out of memory")
+_JOB_DONE = re.compile(r"Prompt executed in (?:[\d.]+ seconds|\d{2}:\d{2}:\d{2})")
+_LOGIN = re.compile(
+    r"For direct API calls, use token="
+    r"|Password directory does not exists, creating"
+    r"|Cannot decrypt cookie value, create a new fresh session"
+)
+_TRACEBACK = re.compile(r"^Traceback \(most recent call last\):|^\s+File \".*\", line \d+")
+_ERROR = re.compile(
+    r"!!! Exception during processing !!!|^Error handling request|^Processing interrupted"
+    r"|^invalid prompt:|^Failed to validate prompt|^Cannot import .* module for custom nodes"
+    r"|IMPORT FAILED|\bERROR\b|^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception)\b(?::|$)"
+    r"|^Exception\b|\bCRITICAL\b|\bFATAL\b|\bpanic:"
+)
+_WARNING = re.compile(r"^WARNING\b|\bWARNING:|\bWARN\b|^Skip .* module for custom nodes")
+_JOB = re.compile(r"^got prompt$|Prompt executed in ")
+# pre-check for classify and log_event, on the lower-cased line
+_CLASSIFY_TRIGGER = re.compile(
+    r"token|password|cookie|oom|memory|traceback|file \"|error|exception|interrupted"
+    r"|invalid|failed|cannot import|warn|skip|critical|fatal|panic|prompt"
+)
+
+
+def classify(line: str) -> str | None:
+    """The highlight class of a (clean) line, or None for an ordinary line."""
+    if not _CLASSIFY_TRIGGER.search(line.lower()):
+        return None
+    return _classify(line)
+
+
+def analyze(service: str, line: str, ts: int = 0) -> tuple[str | None, LogEvent | None]:
+    """`classify` and `log_event` in one pass (the follower's hot path: one pre-check)."""
+    if not _CLASSIFY_TRIGGER.search(line.lower()):
+        return None, None
+    return _classify(line), _event(service, line, ts)
+
+
+def _classify(line: str) -> str | None:
+    if _NO_PASSWORD in line:
+        return "login_error"
+    m = _IMPORT_FAILED_ROW.search(line)
+    if m:
+        return "login_error" if "comfyui-login" in m.group(1).lower() else "import_failed"
+    if _LOGIN.search(line):
+        return "login"
+    if _OOM.search(line):
+        return "oom"
+    if _TRACEBACK.search(line):
+        return "traceback"
+    if _ERROR.search(line):
+        return "error"
+    if _WARNING.search(line):
+        return "warning"
+    if _JOB.search(line):
+        return "job"
+    return None
+
+
+def ts_to_datetime(ts_ns: int) -> datetime | None:
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC) if ts_ns > 0 else None
+
+
+def log_event(service: str, line: str, ts: int | datetime | None = None) -> LogEvent | None:
+    """A diagnosis event for a clean, NOT yet redacted line (the token event carries the
+    fingerprint of the hash, which redaction would remove). `ts` is ns since the epoch."""
+    if not _CLASSIFY_TRIGGER.search(line.lower()):
+        return None
+    return _event(service, line, ts)
+
+
+def _event(service: str, line: str, ts: int | datetime | None) -> LogEvent | None:
+    kind: str | None = None
+    fp: str | None = None
+    m = _TOKEN_RE.search(line)
+    if m:
+        kind = "token"
+        fp = fingerprint(m.group(1)) if m.group(1) else None
+    elif _NO_PASSWORD in line:
+        kind = "no_password"
+    elif (r := _IMPORT_FAILED_ROW.search(line)) and "comfyui-login" in r.group(1).lower():
+        kind = "import_failed"
+    elif _OOM.search(line):
+        kind = "oom"
+    elif _JOB_DONE.search(line):
+        kind = "job_done"
+    elif "!!! Exception during processing !!!" in line:
+        kind = "error"
+    if kind is None:
+        return None
+    at = ts if isinstance(ts, datetime) else ts_to_datetime(ts or 0)
+    return LogEvent(service=service, kind=kind, at=at, fingerprint=fp)

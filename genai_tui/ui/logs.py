@@ -1,0 +1,792 @@
+"""The log panel: a virtual (line-API) view over the followed container's ring buffer.
+
+Lines arrive already sanitised and redacted (`genai_tui.sources.logs`); this module only
+decides what to draw. Only the rows on screen are rendered (toolong style: `ScrollView` +
+`render_line`, with an LRU of rendered strips), and new lines are taken from the follower
+threads by one timer in batches, so a container printing 20k lines/s costs one cheap
+update every `flush_interval` and the UI never waits on Docker.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from rich.cells import cell_len
+from rich.style import Style
+from rich.text import Text
+from textual import work
+from textual.actions import SkipAction
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.cache import LRUCache
+from textual.containers import Vertical
+from textual.events import Key
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Input, Static
+
+from genai_tui.model import LogEvent
+from genai_tui.sources.logs import EVENTS_MAX, LogHub, LogLine, MergedLogs
+from genai_tui.sources.logtext import Redactor, clean_line
+from genai_tui.ui.context import AppContext
+
+KIND_STYLES: dict[str | None, Style] = {
+    None: Style(),
+    "login": Style(color="magenta", bold=True),
+    "login_error": Style(color="bright_white", bgcolor="red", bold=True),
+    "import_failed": Style(color="bright_red", bold=True),
+    "oom": Style(color="bright_white", bgcolor="dark_red", bold=True),
+    "traceback": Style(color="red"),
+    "error": Style(color="bright_red"),
+    "warning": Style(color="yellow"),
+    "job": Style(color="green"),
+    "meta": Style(color="cyan", italic=True),
+}
+#: published at once; other events (job_done...) at most once a second
+URGENT_EVENTS = ("token", "no_password", "import_failed", "oom")
+MATCH_STYLE = Style(color="black", bgcolor="yellow")
+CURRENT_STYLE = Style(color="black", bgcolor="bright_cyan", bold=True)
+TS_STYLE = Style(dim=True)
+SERVICE_COLORS = ("cyan", "green", "magenta", "yellow", "bright_blue", "bright_red",
+                  "bright_cyan", "bright_green", "bright_magenta", "bright_yellow")
+
+
+class LogSourceView(Protocol):
+    """What the panel reads: a `LogFollower` or a `MergedLogs`."""
+
+    total: int
+    service: str
+
+    def snapshot(self) -> list[LogLine]: ...
+
+    def drain(self) -> list[LogLine]: ...
+
+    @property
+    def status_text(self) -> str: ...
+
+
+def format_ts(ts: int) -> str:
+    """`HH:MM:SS.mmm` in UTC (Docker's own clock), blank when unknown."""
+    if ts <= 0:
+        return " " * 12
+    secs, ns = divmod(ts, 1_000_000_000)
+    t = time.gmtime(secs)
+    return f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{ns // 1_000_000:03d}"
+
+
+def iso_ts(ts: int) -> str:
+    if ts <= 0:
+        return "-"
+    secs, ns = divmod(ts, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns:09d}Z"
+
+
+class _Entry:
+    __slots__ = ("line", "cells")
+
+    def __init__(self, line: LogLine) -> None:
+        self.line = line
+        self.cells = cell_len(line.text)
+
+
+class LogView(ScrollView, can_focus=True):
+    """Rows of log lines; knows nothing about followers (the panel feeds it)."""
+
+    DEFAULT_CSS = """
+    LogView {
+        height: 1fr;
+        background: $surface;
+        overflow-x: auto;
+        overflow-y: scroll;
+    }
+    LogView:focus { background-tint: $foreground 3%; }
+    """
+
+    def __init__(self, max_lines: int = 5000, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.max_lines = max_lines
+        self._entries: list[_Entry] = []
+        self._base = 0  # seq of _entries[0]
+        self._offset = 0  # entries before this index are evicted (compacted lazily)
+        self._next_seq = 0
+        self._filter: re.Pattern[str] | None = None
+        self._visible: list[int] | None = None  # matching seqs while a filter is set
+        self._row_starts: list[int] | None = None  # wrap mode: first row of each visible line
+        self._max_cells = 0
+        self._cache: LRUCache[int, Strip] = LRUCache(1024)
+        self.show_ts = False
+        self.wrap = False
+        self.merged = False
+        self.current: int | None = None  # seq of the current match (n/N)
+        self._service_styles: dict[str, Style] = {}
+        self._service_names: dict[str, str] = {}  # config names made printable
+        self._service_width = 0
+
+    # ------------------------------------------------------------ data
+
+    @property
+    def first_seq(self) -> int:
+        return self._base + self._offset
+
+    @property
+    def line_count(self) -> int:
+        return len(self._entries) - self._offset
+
+    @property
+    def match_count(self) -> int:
+        return len(self._visible) if self._visible is not None else 0
+
+    @property
+    def newest_ts(self) -> int:
+        """Timestamp of the newest line in the view (0 when empty)."""
+        return self._entries[-1].line.ts if self.line_count else 0
+
+    def entry(self, seq: int) -> _Entry:
+        return self._entries[seq - self._base]
+
+    def lines(self) -> list[LogLine]:
+        """The lines currently in view (filtered when a filter is set), oldest first."""
+        if self._visible is not None:
+            return [self.entry(s).line for s in self._visible]
+        return [e.line for e in self._entries[self._offset:]]
+
+    def clear(self) -> None:
+        self._entries = []
+        self._base = self._next_seq
+        self._offset = 0
+        self._visible = [] if self._filter is not None else None
+        self._max_cells = 0
+        self.current = None
+        self._changed()
+        self.scroll_to(0, 0, animate=False)
+
+    def set_services(self, names: Iterable[str]) -> None:
+        names = list(names)
+        self._service_styles = {n: Style(color=SERVICE_COLORS[i % len(SERVICE_COLORS)], bold=True)
+                                for i, n in enumerate(names)}
+        # service names come from the config file: untrusted text like any other
+        self._service_names = {n: clean_line(n, 64) for n in names}
+        self._service_width = max((cell_len(v) for v in self._service_names.values()),
+                                  default=0)
+        self._cache.clear()
+
+    def append(self, lines: list[LogLine], *, follow: bool) -> None:
+        """Add lines; stay at the bottom when following from the bottom, otherwise keep the
+        rows on screen where they are even while old lines are evicted."""
+        if not lines:
+            return
+        at_end = self.is_vertical_scroll_end
+        anchor = None if (follow and at_end) else self._anchor()
+        entries = self._entries
+        rx = self._filter
+        visible = self._visible
+        for line in lines:
+            e = _Entry(line)
+            entries.append(e)
+            if e.cells > self._max_cells:
+                self._max_cells = e.cells
+            if rx is not None and visible is not None and rx.search(line.text):
+                visible.append(self._next_seq)
+            self._next_seq += 1
+        overflow = self.line_count - self.max_lines
+        if overflow > 0:
+            self._offset += overflow
+            if self._offset > self.max_lines:  # compact now and then: O(1) amortised
+                del entries[:self._offset]
+                self._base += self._offset
+                self._offset = 0
+            if visible is not None:
+                cut = bisect.bisect_left(visible, self.first_seq)
+                if cut:
+                    del visible[:cut]
+            if self.current is not None and self.current < self.first_seq:
+                self.current = None
+        self._changed(keep_cache=True)  # a seq's rendering never changes by appending
+        if follow and at_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        elif anchor is not None:
+            self._restore(anchor)
+
+    def set_filter(self, rx: re.Pattern[str] | None) -> None:
+        anchor = self._anchor()
+        self._filter = rx
+        self.current = None
+        if rx is None:
+            self._visible = None
+        else:
+            base = self._base
+            self._visible = [base + i for i in range(self._offset, len(self._entries))
+                             if rx.search(self._entries[i].line.text)]
+        self._changed()
+        if anchor is not None and rx is None:
+            self._restore(anchor)
+        else:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    @property
+    def filter(self) -> re.Pattern[str] | None:
+        return self._filter
+
+    def restyle(self) -> None:
+        """Timestamps/wrap/merged changed: every cached row is stale."""
+        anchor = self._anchor()
+        self._changed()
+        if anchor is not None:
+            self._restore(anchor)
+
+    def _changed(self, keep_cache: bool = False) -> None:
+        if not keep_cache:
+            self._cache.clear()
+        self._row_starts = None
+        self._update_virtual_size()
+        self.refresh()
+
+    # ------------------------------------------------------------ geometry
+
+    def _prefix_cells(self) -> int:
+        n = 13 if self.show_ts else 0
+        if self.merged:
+            n += self._service_width + 3
+        return n
+
+    def _visible_count(self) -> int:
+        return len(self._visible) if self._visible is not None else self.line_count
+
+    def _seq_at(self, index: int) -> int:
+        return self._visible[index] if self._visible is not None else self.first_seq + index
+
+    def _index_of(self, seq: int) -> int | None:
+        if self._visible is not None:
+            i = bisect.bisect_left(self._visible, seq)
+            return i if i < len(self._visible) and self._visible[i] == seq else None
+        i = seq - self.first_seq
+        return i if 0 <= i < self.line_count else None
+
+    def _wrap_width(self) -> int:
+        return max(10, self.scrollable_content_region.width or self.size.width or 80)
+
+    def _rows(self) -> list[int]:
+        if self._row_starts is None:
+            width = self._wrap_width()
+            prefix = self._prefix_cells()
+            starts = [0]
+            total = 0
+            entries, base = self._entries, self._base
+            for i in range(self._visible_count()):
+                cells = entries[self._seq_at(i) - base].cells + prefix
+                total += max(1, -(-cells // width))
+                starts.append(total)
+            self._row_starts = starts
+        return self._row_starts
+
+    def _row_count(self) -> int:
+        if self.wrap:
+            return self._rows()[-1]
+        return self._visible_count()
+
+    def _locate_row(self, row: int) -> tuple[int, int] | None:
+        """Row → (visible index, sub-row)."""
+        if self.wrap:
+            starts = self._rows()
+            if row < 0 or row >= starts[-1]:
+                return None
+            i = bisect.bisect_right(starts, row) - 1
+            return i, row - starts[i]
+        if 0 <= row < self._visible_count():
+            return row, 0
+        return None
+
+    def row_of(self, seq: int) -> int | None:
+        i = self._index_of(seq)
+        if i is None:
+            return None
+        return self._rows()[i] if self.wrap else i
+
+    def _update_virtual_size(self) -> None:
+        width = self._wrap_width() if self.wrap else self._max_cells + self._prefix_cells()
+        self.virtual_size = Size(width, self._row_count())
+
+    def _anchor(self) -> tuple[int, int] | None:
+        hit = self._locate_row(round(self.scroll_y))
+        if hit is None:
+            return None
+        return self._seq_at(hit[0]), hit[1]
+
+    def _restore(self, anchor: tuple[int, int]) -> None:
+        seq, sub = anchor
+        row = self.row_of(seq)
+        if row is None:  # evicted or filtered out: the nearest later line
+            if self._visible_count() == 0:
+                return
+            later = [i for i in range(self._visible_count()) if self._seq_at(i) >= seq][:1]
+            row = (self._rows()[later[0]] if self.wrap else later[0]) if later else None
+            sub = 0
+            if row is None:
+                return
+        self.scroll_to(y=row + sub, animate=False, immediate=True)
+
+    def on_resize(self) -> None:
+        if self.wrap:
+            self.restyle()
+
+    # ------------------------------------------------------------ jumps
+
+    def jump(self, forward: bool) -> int | None:
+        """Move the current match to the next/previous filtered line and show it."""
+        if self._visible is None or not self._visible:
+            return None
+        vis = self._visible
+        if self.current is None or self._index_of(self.current) is None:
+            top = self._anchor()
+            start = top[0] if top else vis[0]
+            i = bisect.bisect_left(vis, start)
+            if forward:
+                i = min(i, len(vis) - 1)
+            else:
+                i = max(0, min(i, len(vis)) - 1) if i else 0
+        else:
+            i = bisect.bisect_left(vis, self.current) + (1 if forward else -1)
+            i %= len(vis)
+        self.current = vis[i]
+        self._cache.clear()
+        row = self.row_of(self.current) or 0
+        height = self.scrollable_content_region.height or self.size.height
+        self.scroll_to(y=max(0, row - height // 3), animate=False, immediate=True)
+        self.refresh()
+        return i
+
+    # ------------------------------------------------------------ rendering
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width or self.size.width
+        base_style = self.rich_style
+        hit = self._locate_row(scroll_y + y)
+        if hit is None:
+            return Strip.blank(width, base_style)
+        index, sub = hit
+        seq = self._seq_at(index)
+        strip = self._cache.get(seq)
+        if strip is None:
+            strip = self._render_entry(seq, base_style)
+            self._cache[seq] = strip
+        if self.wrap:
+            w = self._wrap_width()
+            return strip.crop_extend(sub * w, (sub + 1) * w, base_style)
+        return strip.crop_extend(scroll_x, scroll_x + width, base_style)
+
+    def _render_entry(self, seq: int, base_style: Style) -> Strip:
+        entry = self.entry(seq)
+        line = entry.line
+        text = Text(no_wrap=True, end="")
+        if self.show_ts:
+            text.append(format_ts(line.ts) + " ", TS_STYLE)
+        if self.merged:
+            name = self._service_names.get(line.service) or clean_line(line.service, 64)
+            pad = " " * max(0, self._service_width - cell_len(name))
+            text.append(name + pad, self._service_styles.get(line.service, Style(bold=True)))
+            text.append(" │ ", TS_STYLE)
+        offset = len(text)
+        text.append(line.text, KIND_STYLES.get(line.kind, KIND_STYLES[None]))
+        if self._filter is not None:
+            style = CURRENT_STYLE if seq == self.current else MATCH_STYLE
+            for m in self._filter.finditer(line.text):
+                if m.end() > m.start():
+                    text.stylize(style, offset + m.start(), offset + m.end())
+        text.stylize_before(base_style)
+        segments = list(text.render(self.app.console))
+        return Strip(segments, self._prefix_cells() + entry.cells)
+
+
+class LogPanel(Vertical):
+    """Follows one service (`follow_service`) or all of them (`follow_all`).
+
+    Keys while focused: `/` filter, `n`/`N` next/previous match, `Esc` clear the filter,
+    `f` follow/pause, `t` timestamps, `w` wrap, `s` save the view to a file."""
+
+    DEFAULT_CSS = """
+    LogPanel { height: 1fr; }
+    LogPanel > #log-status { height: 1; background: $boost; color: $text-muted; }
+    LogPanel > #log-filter { display: none; height: 3; }
+    LogPanel.-filtering > #log-filter { display: block; }
+    """
+
+    #: ids are `logs.<name>` so `[keys] <name> = "..."` in the config can rebind them
+    BINDINGS = [
+        Binding("slash", "start_filter", "Filter", key_display="/", id="logs.filter"),
+        Binding("n", "next_match", "Next match", id="logs.next_match"),
+        Binding("N", "prev_match", "Prev match", key_display="N", id="logs.prev_match"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="logs.clear_filter"),
+        Binding("f", "toggle_follow", "Follow/pause", id="logs.follow"),
+        Binding("t", "toggle_timestamps", "Timestamps", id="logs.timestamps"),
+        Binding("w", "toggle_wrap", "Wrap", id="logs.wrap"),
+        Binding("s", "save", "Save view", id="logs.save"),
+    ]
+
+    def __init__(self, ctx: AppContext, *, id: str | None = None, hub: LogHub | None = None,
+                 initial: str | None = "all", secrets_refresh: float = 60.0) -> None:
+        super().__init__(id=id)
+        self.ctx = ctx
+        cfg = ctx.config.logs
+        self._hub = hub
+        #: not live (tests, snapshots): show what we are given, start no Docker stream
+        self._live = ctx.live or hub is not None
+        self._initial = initial
+        self._secrets_refresh = secrets_refresh
+        self.view = LogView(cfg.buffer_lines, id="log-view")
+        self.status = Static("", id="log-status", markup=False)
+        self.filter_input = Input(placeholder="regex filter — Enter applies, Esc clears",
+                                  id="log-filter")
+        self.source: LogSourceView | None = None
+        self.label = ""
+        self.follow = True
+        self._held: deque[LogLine] = deque(maxlen=cfg.buffer_lines)
+        self._new_while_paused = 0
+        self._events: deque[LogEvent] = deque(maxlen=EVENTS_MAX)
+        self._events_dirty = False
+        self._last_publish = 0.0
+        self._message = ""
+        self._status_cache = ""
+        self._last_total = 0
+        self.saved_path: Path | None = None
+
+    @property
+    def hub(self) -> LogHub:
+        if self._hub is None:
+            self._hub = LogHub(self.ctx.config)
+        return self._hub
+
+    def compose(self) -> ComposeResult:
+        yield self.status
+        yield self.view
+        yield self.filter_input
+
+    def on_mount(self) -> None:
+        self.set_interval(self.ctx.config.logs.flush_interval, self._flush)
+        if self._secrets_refresh > 0 and self._live:
+            self.set_interval(self._secrets_refresh, self._refresh_secrets)
+        if self.source is None and self._live:
+            if self._initial == "all":
+                self.follow_all()
+            elif self._initial:
+                self.follow_service(self._initial)
+        self._update_status(force=True)
+
+    def on_unmount(self) -> None:
+        if self._hub is not None:
+            self._hub.close()
+
+    @work(thread=True, exclusive=True, group="log-secrets", exit_on_error=False)
+    def _refresh_secrets(self) -> None:
+        self.hub.refresh_secrets()
+
+    # ------------------------------------------------------------ public API
+
+    def follow_service(self, service_name: str) -> None:
+        """Show one service's container (Enter / `l` on a container row)."""
+        svc = self.ctx.config.service(service_name)
+        if svc is not None and svc.runtime != "docker":
+            self._switch(None, service_name, merged=False)
+            where = f" ({svc.log_file})" if svc.log_file else ""
+            self._message = f"logs of process services are not followed yet{where}"
+            self._update_status(force=True)
+            return
+        if not self._live:
+            self._switch(None, service_name, merged=False)
+            return
+        self._switch(self.hub.follower(service_name), service_name, merged=False)
+
+    def follow_all(self) -> None:
+        """One merged view of every docker service of the stack (`a`)."""
+        if not self._live:
+            self.view.set_services(s.name for s in self.ctx.config.services)
+            self._switch(None, "all services", merged=True)
+            return
+        merged: MergedLogs = self.hub.merged()
+        names = [f.service for f in merged.followers]
+        self.view.set_services(names)
+        self._switch(merged, "all services", merged=True)
+
+    def show_lines(self, lines: Iterable[LogLine], label: str, *, merged: bool = False) -> None:
+        """Display given lines without following anything (demo mode, snapshots). They are
+        cleaned and redacted here too, so no caller can bypass the rules."""
+        redact = (self._hub.redactor if self._hub is not None else Redactor()).redact
+        safe = []
+        for ln in lines:
+            text = clean_line(ln.text)
+            # the given kind is kept (None = plain); pass kind=classify(text) to highlight
+            safe.append(LogLine(ln.ts, ln.service, redact(text), ln.kind))
+        if merged:
+            names = [s.name for s in self.ctx.config.services]
+            names += sorted({ln.service for ln in safe} - set(names))
+            self.view.set_services(names)
+        self._switch(None, label, merged=merged)
+        self.view.append(safe, follow=True)
+        self._update_status(force=True)
+
+    def notify_started(self, container_id_or_name: str) -> None:
+        """A Docker `start` event: reopen that container's stream now."""
+        if self._hub is not None:
+            self._hub.notify_started(container_id_or_name)
+
+    @property
+    def events(self) -> list[LogEvent]:
+        return list(self._events)
+
+    # ------------------------------------------------------------ internals
+
+    def _switch(self, source: LogSourceView | None, label: str, *, merged: bool) -> None:
+        self.source = source
+        self.label = label
+        self._message = ""
+        self.view.merged = merged
+        self.view.clear()
+        self._held.clear()
+        self._new_while_paused = 0
+        self.follow = True
+        if source is not None:
+            self.view.append(source.snapshot(), follow=True)
+            self._last_total = source.total
+        self._update_status(force=True)
+
+    def _flush(self) -> None:
+        """Timer tick: take what the threads collected and update the view in one batch."""
+        self._collect_events()
+        source = self.source
+        if source is not None:
+            lines = source.drain()
+            total = source.total
+            if self.follow:
+                self.view.append(lines, follow=True)
+            else:
+                # counted from the follower's monotonic total, so lines that overflowed
+                # the hand-off queue between two ticks are counted too
+                self._held.extend(lines)
+                self._new_while_paused += max(len(lines), total - self._last_total)
+            self._last_total = total
+        self._update_status()
+
+    def _collect_events(self) -> None:
+        if self._hub is None:
+            return
+        fresh: list[LogEvent] = []
+        for f in self._hub.followers.values():
+            fresh.extend(f.drain_events())
+        if fresh:
+            fresh.sort(key=lambda e: e.at.timestamp() if e.at else 0.0)
+            self._events.extend(fresh)
+            self._events_dirty = True
+            if any(e.kind in URGENT_EVENTS for e in fresh):
+                self._last_publish = 0.0
+        # a flood of job lines must not make the app re-derive findings 10 times a second
+        now = time.monotonic()
+        if self._events_dirty and now - self._last_publish >= 1.0:
+            self._events_dirty = False
+            self._last_publish = now
+            self.ctx.publish("log_events", list(self._events))
+
+    def _update_status(self, force: bool = False) -> None:
+        parts = [self.label or "no service selected"]
+        if self.follow:
+            parts.append("following")
+        else:
+            parts.append(f"paused (+{self._new_while_paused} new)")
+        rx = self.view.filter
+        if rx is not None:
+            parts.append(f"filter /{rx.pattern}/ {self.view.match_count} matches")
+        parts.append(f"{self.view.line_count}/{self.view.max_lines} lines")
+        if self.view.show_ts:
+            parts.append("times UTC")
+        if self.view.wrap:
+            parts.append("wrap")
+        if self.source is not None:
+            state = self.source.status_text
+            if state and state != "following":
+                parts.append(state)
+        if self._message:
+            parts.append(self._message)
+        text = " · ".join(parts)
+        text = "".join(ch if ch.isprintable() else "?" for ch in text)  # regex is user text
+        if force or text != self._status_cache:
+            self._status_cache = text
+            self.status.update(Text(text))
+
+    @property
+    def status_text(self) -> str:
+        return self._status_cache
+
+    # ------------------------------------------------------------ actions
+
+    def action_start_filter(self) -> None:
+        self.add_class("-filtering")
+        rx = self.view.filter
+        self.filter_input.value = rx.pattern if rx is not None else ""
+        self.filter_input.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input is not self.filter_input:
+            return
+        event.stop()
+        self.apply_filter(event.value)
+
+    def apply_filter(self, pattern: str) -> bool:
+        """Filter the view by a regex (smart case: any capital makes it case-sensitive)."""
+        if not pattern:
+            self.clear_filter()
+            return True
+        flags = 0 if any(c.isupper() for c in pattern) else re.IGNORECASE
+        try:
+            rx = re.compile(pattern, flags)
+        except (re.error, RecursionError, OverflowError, ValueError) as exc:
+            msg = f"invalid regex: {exc}"
+            self._message = msg
+            self.notify(msg, severity="error", markup=False)
+            self._update_status(force=True)
+            return False
+        self._message = ""
+        self.view.set_filter(rx)
+        self.remove_class("-filtering")
+        self.view.focus()
+        self._update_status(force=True)
+        return True
+
+    def on_key(self, event: Key) -> None:
+        if event.key == "escape" and self.has_class("-filtering"):
+            event.stop()
+            event.prevent_default()
+            self.clear_filter()
+
+    def action_clear_filter(self) -> None:
+        if self.view.filter is None and not self.has_class("-filtering"):
+            raise SkipAction()  # nothing to clear: let Esc mean something to the app
+        self.clear_filter()
+
+    def clear_filter(self) -> None:
+        self.remove_class("-filtering")
+        self._message = ""
+        self.view.set_filter(None)
+        self.view.focus()
+        self._update_status(force=True)
+
+    def action_next_match(self) -> None:
+        self._jump(True)
+
+    def action_prev_match(self) -> None:
+        self._jump(False)
+
+    def _jump(self, forward: bool) -> None:
+        if self.view.filter is None:
+            self._message = "no filter: press / first"
+        elif self.view.jump(forward) is None:
+            self._message = "no match"
+        else:
+            self._message = ""
+            self._pause()
+        self._update_status(force=True)
+
+    def _pause(self) -> None:
+        if self.follow:
+            self.follow = False
+            self._new_while_paused = 0
+
+    def action_toggle_follow(self) -> None:
+        if self.follow:
+            self._pause()
+        else:
+            self.follow = True
+            held = list(self._held)
+            self._held.clear()
+            self._new_while_paused = 0
+            self.view.append(held, follow=True)
+            self.view.scroll_end(animate=False, immediate=True, x_axis=False)
+        self._update_status(force=True)
+
+    def action_toggle_timestamps(self) -> None:
+        self.view.show_ts = not self.view.show_ts
+        self.view.restyle()
+        self._update_status(force=True)
+
+    def action_toggle_wrap(self) -> None:
+        self.view.wrap = not self.view.wrap
+        self.view.restyle()
+        self._update_status(force=True)
+
+    def action_save(self) -> None:
+        lines = self.view.lines()
+        if not lines:
+            self._message = "nothing to save"
+            self._update_status(force=True)
+            return
+        merged = self.view.merged
+        name = "all" if merged else (self.label or "logs")
+        text = "".join(
+            (f"{iso_ts(ln.ts)} {clean_line(ln.service, 64)} | {ln.text}\n" if merged
+             else f"{iso_ts(ln.ts)} {ln.text}\n") for ln in lines)
+        self._save(name, text, len(lines))
+
+    @work(thread=True, exclusive=True, group="log-save", exit_on_error=False)
+    def _save(self, name: str, text: str, count: int) -> None:
+        try:
+            path: Path | None = save_text(self.ctx.config.base_dir, name, text)
+            message = f"saved {count} lines to {path}"
+        except OSError as exc:
+            path = None
+            message = f"could not save the log: {exc.strerror or type(exc).__name__}"
+        try:
+            self.app.call_from_thread(self._saved, path, message)
+        except RuntimeError:  # the app is already gone
+            pass
+
+    def _saved(self, path: Path | None, message: str) -> None:
+        self.saved_path = path
+        self._message = message
+        self.notify(message, severity="information" if path else "error", markup=False)
+        self._update_status(force=True)
+
+
+def save_text(base_dir: Path, name: str, text: str) -> Path:
+    """Write `text` to `<base>/.genai-tui/logs/<name>-<UTC time>.log`: folder 0700, file
+    0600, atomically (a temp file in the same folder, fsync, rename) and never over an
+    existing file."""
+    folder = Path(base_dir) / ".genai-tui" / "logs"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "logs"
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".log", dir=folder)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        for i in range(1000):
+            target = folder / (f"{safe}-{stamp}.log" if i == 0 else f"{safe}-{stamp}-{i}.log")
+            try:
+                os.link(tmp, target)  # fails if it exists: never overwrite
+            except FileExistsError:
+                continue
+            except OSError:  # no hard links on this file system
+                if target.exists():
+                    continue
+                os.replace(tmp, target)
+                return target
+            os.unlink(tmp)
+            return target
+        raise FileExistsError(f"no free file name for {safe}-{stamp}")
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

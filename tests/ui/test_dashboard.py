@@ -1,0 +1,399 @@
+"""The whole dashboard: layout at 120×40 and 80×24 (compact), below the minimum size, the
+findings bar, configurable keys, the command palette, and a clean exit on SIGHUP/SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from genai_tui.config import Config, ServiceConfig, TokensConfig
+from genai_tui.model import (
+    ContainerInfo,
+    DockerStatus,
+    GpuInfo,
+    GpuProcess,
+    GpuReport,
+    HostInfo,
+    PortBinding,
+    ProbeResult,
+    TokenLocationStatus,
+    TokensReport,
+)
+from genai_tui.sources.logs import LogLine
+from genai_tui.ui.app import GenaiTui
+from genai_tui.ui.findings import FindingsBar
+from genai_tui.ui.gpu import GpuPanel
+from genai_tui.ui.host import HostPanel
+from genai_tui.ui.logs import LogPanel
+from genai_tui.ui.probes import ProbesPanel
+from genai_tui.ui.screens.confirm import ConfirmScreen
+from genai_tui.ui.tokens import TokensPanel
+from tests.ui.helpers import screen_text
+
+NAMES = ("comfyui-qwen", "flux-1-dev", "stable-diffusion-35", "orchestrator")
+KINDS = ("comfyui", "comfyui", "http", "orchestrator")
+
+
+def reference_config(**kw) -> Config:
+    services = tuple(
+        ServiceConfig(n, f"http://127.0.0.1:{8188 + i if i < 3 else 8193}", KINDS[i],
+                      container=n, auth=KINDS[i] == "comfyui")
+        for i, n in enumerate(NAMES))
+    return Config(services=services, tokens=TokensConfig(canonical="secrets"),
+                  base_dir=Path("/srv/genai"), **kw)
+
+
+def feed(app: GenaiTui, *, broken: bool = True) -> None:
+    """A fixed picture of a stack (the reference stack's bad day when `broken`)."""
+    now = datetime.now(UTC)
+    infos = [
+        ContainerInfo("comfyui-qwen", "comfyui-qwen", id="a" * 64, state="running",
+                      health="healthy", started_at=now - timedelta(hours=2),
+                      ports=[PortBinding(8188, "tcp", "127.0.0.1", 8188)], image="python:3.11"),
+        ContainerInfo("flux-1-dev", "flux-1-dev", id="b" * 64, state="running",
+                      health="unhealthy" if broken else "healthy", failing_streak=12,
+                      started_at=now - timedelta(minutes=40),
+                      ports=[PortBinding(8188, "tcp", "127.0.0.1", 8189)], image="python:3.11"),
+        ContainerInfo("stable-diffusion-35", "stable-diffusion-35", id="c" * 64,
+                      state="exited" if broken else "running", exit_code=137 if broken else None,
+                      oom_killed=broken, restart_count=3 if broken else 0,
+                      started_at=None if broken else now - timedelta(hours=1),
+                      image="python:3.11"),
+        ContainerInfo("orchestrator", "orchestrator", id="d" * 64, state="running",
+                      started_at=now - timedelta(days=1, hours=2),
+                      ports=[PortBinding(8090, "tcp", "127.0.0.1", 8193)], image="python:3.11"),
+    ]
+    probes = [
+        ProbeResult("comfyui-qwen", "http://127.0.0.1:8188", "ok",
+                    "rejected" if broken else "enforced", 401 if broken else 200, 8.2,
+                    login_loaded=True, password_set=True, queue_remaining=0),
+        ProbeResult("flux-1-dev", "http://127.0.0.1:8189", "ok", "enforced", 200, 9.1,
+                    login_loaded=True, password_set=True, queue_remaining=2,
+                    vram_total_mb=24576, vram_free_mb=2100),
+        ProbeResult("stable-diffusion-35", "http://127.0.0.1:8190",
+                    "refused" if broken else "ok", None, None if broken else 200,
+                    1.0),
+        ProbeResult("orchestrator", "http://127.0.0.1:8193", "ok", None, 200, 4.0,
+                    health="healthy",
+                    backends={"comfyui-qwen": "healthy",
+                              "stable-diffusion-35": "unhealthy" if broken else "healthy"}),
+    ]
+    fp_a, fp_b = "fp:3f9c0a1b7e", "fp:77d01c9e42"
+    locations = [
+        TokenLocationStatus("secrets", ".secrets/qwen-api-user.token", "hash_file", state="ok",
+                            fingerprint=fp_a, canonical=True),
+        TokenLocationStatus("password", "workspace/login/PASSWORD", "password_file",
+                            state="mismatch" if broken else "ok",
+                            fingerprint=fp_b if broken else fp_a),
+        TokenLocationStatus("env-main", ".env", "env", key="COMFYUI_API_TOKEN",
+                            state="ok", fingerprint=fp_a,
+                            problems=["compose_interpolation"] if broken else []),
+    ]
+    fps = {fp_a: ["secrets", "env-main"]}
+    if broken:
+        fps[fp_b] = ["password"]
+    else:
+        fps[fp_a].append("password")
+    tokens = TokensReport(locations=locations, canonical="secrets", consistent=not broken,
+                          fingerprints=fps)
+    gpu = GpuReport(gpus=[
+        GpuInfo(0, "NVIDIA GeForce RTX 3080 Laptop GPU", memory_used_mb=15800,
+                memory_total_mb=16384, utilization_pct=97, temperature_c=81, power_w=142,
+                power_limit_w=150, processes=[GpuProcess(4242, 15200, "python3",
+                                                         container="flux-1-dev",
+                                                         service="flux-1-dev")]),
+        GpuInfo(1, "NVIDIA GeForce RTX 3090", memory_used_mb=1200, memory_total_mb=24576,
+                utilization_pct=0, temperature_c=41, power_w=31, power_limit_w=350,
+                processes=[GpuProcess(777, 1100, "python3", container="comfyui-qwen",
+                                      service="comfyui-qwen")]),
+    ], driver_version="581.29")
+    host = HostInfo(cpu_pct=37.0, load=(1.2, 0.9, 0.8), cpu_count=16, memory_used_mb=40000,
+                    memory_total_mb=64000, swap_used_mb=0, swap_total_mb=8192)
+    app.containers.apply(DockerStatus(True), infos)
+    app.query_one(ProbesPanel).apply(probes)
+    app.query_one(TokensPanel).apply(tokens)
+    app.query_one(GpuPanel).show(gpu)
+    app.query_one(HostPanel).show(host)
+    # what the panels' pollers publish after each round
+    for part, value in (("probes", probes), ("tokens", tokens), ("gpu", gpu), ("host", host)):
+        app.ctx.publish(part, value)
+    base = 1_795_600_000_000_000_000
+    lines = [
+        ("comfyui-qwen", "Starting server"),
+        ("comfyui-qwen", "To see the GUI go to: http://0.0.0.0:8188"),
+        ("flux-1-dev", "got prompt"),
+        ("flux-1-dev", "torch.OutOfMemoryError: Allocation on device"),
+        ("flux-1-dev", "Got an OOM, unloading all loaded models."),
+        ("flux-1-dev", "Prompt executed in 12.41 seconds"),
+        ("comfyui-qwen", "For direct API calls, use token=$2b$12$" + "a" * 53),
+    ]
+    app.query_one(LogPanel).show_lines(
+        [LogLine(base + i * 1_000_000, svc, text) for i, (svc, text) in enumerate(lines)],
+        "all services", merged=True)
+
+
+def snapshot_app(**kw) -> GenaiTui:
+    return GenaiTui(reference_config(), start_sources=False, **kw)
+
+
+async def settle(pilot) -> None:
+    feed(pilot.app)
+    await pilot.pause(0.4)  # findings are derived 0.2 s after the last update
+
+
+def test_snapshot_dashboard_120x40(snap_compare):
+    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=settle)
+
+
+def test_snapshot_compact_80x24(snap_compare):
+    assert snap_compare(snapshot_app(), terminal_size=(80, 24), run_before=settle)
+
+
+def test_snapshot_compact_tokens_view(snap_compare):
+    async def run(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("3")
+        await pilot.pause(0.1)
+
+    assert snap_compare(snapshot_app(), terminal_size=(80, 24), run_before=run)
+
+
+async def test_findings_bar_names_causes_and_keys():
+    app = snapshot_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        codes = {(f.code, f.service) for f in app.query_one(FindingsBar).findings}
+        assert ("oom_killed", "stable-diffusion-35") in codes
+        assert ("token_rejected", "comfyui-qwen") in codes or \
+            ("token_stale", "comfyui-qwen") in codes
+        assert ("healthcheck_hits_auth", "flux-1-dev") in codes
+        assert ("token_drift", None) in codes
+        assert ("gpu_memory_high", None) in codes
+        text = screen_text(app)
+        assert "stable-diffusion-35: killed by the kernel OOM killer" in text
+        assert "[u]" in text and "[r]" in text
+        # no secret on screen: the token line is redacted
+        assert "a" * 20 not in text
+
+
+async def test_healthy_stack_shows_calm_line():
+    app = snapshot_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        feed(app, broken=False)
+        report = GpuReport(error="NVML unavailable: LibraryNotFound")
+        app.query_one(GpuPanel).show(report)
+        app.ctx.publish("gpu", report)
+        await pilot.pause(0.4)
+        assert "all good" in screen_text(app)
+        assert "FindingsBar" in str(type(app.query_one(FindingsBar)))
+        assert app.query_one(FindingsBar).has_class("-calm")
+
+
+async def test_compact_layout_and_view_keys():
+    app = snapshot_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.screen.has_class("-compact")
+        assert app.query_one(LogPanel).display
+        assert not app.query_one("#side").display
+        table = app.query_one("#containers-table")
+        assert [c.label.plain for c in table.columns.values()] == [
+            "Service", "State", "Health", "Rst", "Exit", "Ports"]
+        assert not app.query_one(ProbesPanel).display
+        await pilot.press("2")
+        await pilot.pause(0.05)
+        assert app.query_one(ProbesPanel).display and not app.query_one("#bottom").display
+        await pilot.press("3")
+        await pilot.pause(0.05)
+        assert app.query_one(TokensPanel).display and app.query_one("#side").display
+        assert not app.query_one(LogPanel).display and not app.query_one(ProbesPanel).display
+        await pilot.press("4")
+        await pilot.pause(0.05)
+        assert app.query_one(GpuPanel).display and not app.query_one(TokensPanel).display
+        await pilot.press("1")
+        await pilot.pause(0.05)
+        assert app.query_one(LogPanel).display and not app.query_one("#side").display
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause(0.1)
+        assert not app.screen.has_class("-compact")
+        assert app.query_one("#side").display and app.query_one(LogPanel).display
+
+
+async def test_below_minimum_size_says_so():
+    app = snapshot_app()
+    async with app.run_test(size=(50, 12)) as pilot:
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert "Terminal too small: 50×12" in text
+        assert "Containers" not in text
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause(0.1)
+        assert "Terminal too small" not in screen_text(app)
+        assert "Containers" in screen_text(app)
+
+
+async def test_keys_are_configurable_and_help_follows():
+    cfg = replace(reference_config(), keys={"restart": "x", "unify": "U"})
+    app = GenaiTui(cfg, start_sources=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        feed(app)
+        await pilot.pause(0.1)
+        await pilot.press("r")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("x")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        sections = dict(app.key_help())
+        dashboard = dict((desc, keys) for keys, desc in sections["Dashboard"])
+        assert dashboard["Restart"] == "x"
+        assert dashboard["Unify tokens"] == "U"
+        assert "Log panel (when focused)" in sections
+
+
+async def test_every_action_is_in_the_command_palette():
+    app = snapshot_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.1)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for title in ("Restart", "Restart all", "Logs", "All logs", "Probe now",
+                      "Unify tokens", "Logs: Follow/pause", "Logs: Save view"):
+            assert title in titles, title
+
+
+async def test_readonly_hides_mutating_commands_from_the_palette():
+    app = snapshot_app(readonly=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.1)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert "Restart" not in titles and "Unify tokens" not in titles
+        assert "Probe now" in titles
+
+
+def _write_config(tmp_path: Path) -> Path:
+    toml = tmp_path / "genai-tui.toml"
+    toml.write_text('[docker]\nhost = "unix:///nonexistent/docker.sock"\n'
+                    '[[services]]\nname = "x"\nurl = "http://127.0.0.1:9"\n')
+    return toml
+
+
+def _run_in_pty(tmp_path: Path, extra_env: dict[str, str] | None = None):
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30",
+               **(extra_env or {}))
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execvpe(sys.executable, [sys.executable, "-m", "genai_tui", "--config",
+                                    str(_write_config(tmp_path))], env)
+    return pid, fd
+
+
+def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and needle not in seen:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                break
+    return seen
+
+
+def _wait_exit(pid: int, fd: int, timeout: float) -> tuple[int | None, bytes, float]:
+    t0 = time.monotonic()
+    out = b""
+    while time.monotonic() - t0 < timeout:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                pass
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status, out, time.monotonic() - t0
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None, out, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_signal_ends_the_real_app_promptly_without_traceback(tmp_path, sig):
+    pid, fd = _run_in_pty(tmp_path)
+    try:
+        screen = _read_until(fd, b"Containers", 30)
+        assert b"Containers" in screen, screen[-500:]
+        os.kill(pid, sig)
+        status, out, took = _wait_exit(pid, fd, 10)
+        assert status is not None, "the app did not exit within 10 s"
+        print(f"exit after {sig.name} took {took:.2f}s")
+        assert took < 3
+        assert b"Traceback" not in out
+    finally:
+        os.close(fd)
+
+
+def test_q_exits_the_real_app_and_closed_terminal_too(tmp_path):
+    pid, fd = _run_in_pty(tmp_path)
+    assert b"Containers" in _read_until(fd, b"Containers", 30)
+    os.write(fd, b"q")
+    status, out, took = _wait_exit(pid, fd, 10)
+    os.close(fd)
+    assert status is not None and took < 3 and b"Traceback" not in out
+    # a dropped SSH link: the terminal goes away (master closed) -> SIGHUP to the session
+    pid, fd = _run_in_pty(tmp_path)
+    assert b"Containers" in _read_until(fd, b"Containers", 30)
+    os.close(fd)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 10:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the app outlived its terminal by 10 s")
+    took = time.monotonic() - t0
+    print(f"exit after the terminal closed took {took:.2f}s")
+    assert took < 3  # a clean shutdown, not the 5 s last-resort watchdog
+
+
+def test_ssh_session_lowers_frame_rate_and_disables_animation():
+    code = ("import genai_tui.cli as c\n"
+            "c.ssh_frame_rate()\n"
+            "import textual.constants as tc\n"
+            "from genai_tui.ui.app import GenaiTui\n"
+            "from tests.ui.test_dashboard import reference_config\n"
+            "app = GenaiTui(reference_config(), start_sources=False)\n"
+            "print('fps', tc.MAX_FPS, 'anim', app.animation_level, 'ssh', app.ssh)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TEXTUAL_FPS"}
+    for ssh, expected in (("10.0.0.1 5 10.0.0.2 22", "fps 15 anim none ssh True"),
+                          (None, "fps 60 anim full ssh False")):
+        run_env = dict(env)
+        run_env.pop("SSH_CONNECTION", None)
+        if ssh:
+            run_env["SSH_CONNECTION"] = ssh
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60, env=run_env, cwd=Path(__file__).parents[2])
+        assert proc.returncode == 0, proc.stderr
+        assert expected in proc.stdout
+
+
+def test_no_color_is_honoured(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = snapshot_app()
+    assert app.no_color
