@@ -272,11 +272,16 @@ def _token_findings(tokens: TokensReport | None, out: list[Finding]) -> None:
     # a copy that is invalid, unreadable or only badly quoted is a token_file_problem (below);
     # drift is copies holding different values
     if not tokens.consistent and bad:
-        parts = [f"{fp} in {', '.join(names)}" for fp, names in tokens.fingerprints.items()]
+        # raw tokens are checked against the hash, not compared by value: name only the
+        # hash values, and the raw copies that fail to verify
+        raw_ok = {loc.name for loc in tokens.locations
+                  if loc.format == "raw_env" and loc.state == "ok"}
+        values = {fp: names for fp, names in tokens.fingerprints.items()
+                  if not set(names) <= raw_ok}
+        parts = [f"{fp} in {', '.join(names)}" for fp, names in values.items()]
         out.append(Finding(
             "token_drift", W, None,
-            f"token copies disagree ({len(tokens.fingerprints)} values"
-            + (f"; differing: {', '.join(bad)}" if bad else "") + "): "
+            f"token copies disagree ({len(values)} values; differing: {', '.join(bad)}): "
             + "; ".join(parts), "u"))
     for loc in tokens.locations:
         problems = list(loc.problems)

@@ -99,6 +99,7 @@ class GenaiTui(App[int]):
             self.animation_level = "none"
         self.view = "logs"
         self._diagnose_pending = False
+        self._last_start: dict[str, Any] = {}
         keymap = {f"{'genai' if action in KEYS else 'logs'}.{action}": keys
                   for action, keys in config.keys.items()}
         if keymap:
@@ -139,7 +140,7 @@ class GenaiTui(App[int]):
                 loop.add_signal_handler(sig, self._on_signal, hangup)
             except (RuntimeError, ValueError, NotImplementedError):
                 pass
-        if self.ctx.live:
+        if self.ctx.live and not self.is_headless and _stdin_is_tty():
             self.set_interval(5.0, self._check_terminal)
 
     def _on_signal(self, hangup: bool) -> None:
@@ -166,11 +167,7 @@ class GenaiTui(App[int]):
 
     def _check_terminal(self) -> None:
         """A dropped SSH session can leave us without SIGHUP: stdin is then no TTY."""
-        try:
-            alive = os.isatty(sys.__stdin__.fileno())
-        except (OSError, ValueError, AttributeError):
-            alive = False
-        if not alive:
+        if not _stdin_is_tty():
             self._terminal_gone()
             self._exit_soon()
 
@@ -198,18 +195,35 @@ class GenaiTui(App[int]):
     # -- data
     def _on_publish(self, part: str, value: Any) -> None:
         """A panel has new data: re-derive the findings once per batch of updates."""
+        if part == "containers":
+            self._reopen_logs_of_started(value)
         if part == "findings" or self._diagnose_pending:
             return
         self._diagnose_pending = True
         self.set_timer(0.2, self._rediagnose)
+
+    def _reopen_logs_of_started(self, infos: list[Any]) -> None:
+        """A container that (re)started: its log stream ended, reopen it now rather than at
+        the follower's next check."""
+        logs = self.query(LogPanel)
+        for info in infos:
+            seen = info.service in self._last_start
+            before = self._last_start.get(info.service)
+            now = (info.id, info.started_at) if info.running else None
+            self._last_start[info.service] = now
+            if seen and now is not None and before != now and logs:
+                logs.first().notify_started(info.id or info.container)
 
     def _rediagnose(self) -> None:
         self._diagnose_pending = False
         snap = self.ctx.snapshot
         if not snap.containers and not snap.probes:
             return  # still gathering: no conclusion from half a picture
+        bars = self.query(FindingsBar)
+        if not bars:
+            return  # shutting down
         snap.findings = diagnose.diagnose(snap, self.config)
-        bar = self.query_one(FindingsBar)
+        bar = bars.first()
         bar.max_lines = 2 if self.screen.has_class("-compact") else 5
         bar.show(snap.findings, len(self.config.services))
 
@@ -269,9 +283,11 @@ class GenaiTui(App[int]):
     def action_logs(self) -> None:
         service = self.containers.selected_service
         if service is not None:
-            self.query_one(LogPanel).follow_service(service)
+            panel = self.query_one(LogPanel)
+            panel.follow_service(service)
             self.view = "logs"
             self._apply_view()
+            panel.view.focus()
 
     def action_logs_all(self) -> None:
         self.query_one(LogPanel).follow_all()
@@ -331,6 +347,13 @@ class GenaiTui(App[int]):
         if self._keymap:
             bindings.apply_keymap(self._keymap)
         return bindings.key_to_bindings.items()
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return os.isatty(sys.__stdin__.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _runner(node: Any, action: str):

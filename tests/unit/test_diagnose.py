@@ -294,3 +294,19 @@ def test_a_corrupted_copy_of_the_same_hash_is_a_file_problem_not_drift():
     got = [(f.code, f.service) for f in diagnose(healthy(tokens=tokens), CFG, now=NOW)
            if f.severity is not Severity.INFO]
     assert got == [("token_file_problem", None)]
+
+
+def test_drift_message_counts_hash_values_not_a_verifying_raw_token():
+    tokens = TokensReport(
+        locations=[
+            TokenLocationStatus("secrets", "s", "hash_file", state="ok", fingerprint="fp:a",
+                                canonical=True),
+            TokenLocationStatus("old", "o", "hash_file", state="mismatch", fingerprint="fp:b"),
+            TokenLocationStatus("raw", ".env", "raw_env", state="ok", fingerprint="fp:r"),
+        ],
+        canonical="secrets", consistent=False,
+        fingerprints={"fp:a": ["secrets"], "fp:b": ["old"], "fp:r": ["raw"]})
+    drift = next(f for f in diagnose(healthy(tokens=tokens), CFG, now=NOW)
+                 if f.code == "token_drift")
+    assert drift.message.startswith("token copies disagree (2 values; differing: old)")
+    assert "fp:r" not in drift.message
