@@ -10,20 +10,18 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
-from textual.timer import Timer
 from textual.widgets import Sparkline, Static
 
-from genai_tui.model import ContainerInfo, GpuInfo, GpuProcess, GpuReport, ProbeResult
+from genai_tui.model import GpuInfo, GpuProcess, GpuReport
 from genai_tui.sources import gpu as gpu_source
 from genai_tui.ui.context import AppContext
+from genai_tui.ui.polling import Poller, in_thread
 
 #: memory samples kept per GPU for the sparkline (at 2 s: the last 5 minutes)
 HISTORY = 150
@@ -248,13 +246,6 @@ class GpuPanel(Vertical):
     GpuPanel GpuCard.-lost .gpu-head, GpuPanel GpuCard.-lost .gpu-mem { color: $warning; }
     """
 
-    class Polled(Message, bubble=False):
-        """A fresh report from the worker thread (posted, never touching widgets there)."""
-
-        def __init__(self, report: GpuReport) -> None:
-            super().__init__()
-            self.report = report
-
     def __init__(self, ctx: AppContext, *, source: gpu_source.NvmlSource | None = None,
                  id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -271,8 +262,8 @@ class GpuPanel(Vertical):
         self._history: dict[str, deque[float]] = {}
         self._cards: dict[str, GpuCard] = {}
         self._message = Static(id="gpu-message")
-        self._timer: Timer | None = None
-        self._polling = False
+        self.poller = Poller(self, "gpu-poll", in_thread(self._collect), self._delivered,
+                             self.interval)
 
     def compose(self) -> ComposeResult:
         yield self._message
@@ -281,11 +272,10 @@ class GpuPanel(Vertical):
         self.border_title = "GPU"
         self._message.update("reading GPUs…")
         if self.ctx.live:
-            self._poll()
+            self.poller.now()
 
     def on_unmount(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
+        self.poller.close()
         if self._source is not None:
             self._source.close()
 
@@ -293,35 +283,20 @@ class GpuPanel(Vertical):
 
     def action_refresh(self) -> None:
         """Poll now (a panel-wide action the app may bind)."""
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        self._poll()
+        self.poller.now()
 
-    def _poll(self) -> None:
-        if self._polling:
-            return
-        self._polling = True
-        containers = list(self.ctx.snapshot.containers)
-        probes = list(self.ctx.snapshot.probes)
-        self.run_worker(partial(self._collect, containers, probes), name="gpu-poll",
-                        group="gpu-poll", thread=True, exit_on_error=False)
-
-    def _collect(self, containers: list[ContainerInfo], probes: list[ProbeResult]) -> None:
-        """Worker thread: blocking NVML and /proc reads; the result goes back as a message."""
+    def _collect(self) -> GpuReport:
+        """Worker thread: blocking NVML and /proc reads."""
+        snap = self.ctx.snapshot
         try:
-            report = gpu_source.gpu_report(self._source, containers, probes,
-                                           remote=self.remote)
+            return gpu_source.gpu_report(self._source, list(snap.containers),
+                                         list(snap.probes), remote=self.remote)
         except Exception as exc:  # never lose the polling loop to a surprise
-            report = GpuReport(error=f"GPU read failed: {type(exc).__name__}")
-        self.post_message(self.Polled(report))
+            return GpuReport(error=f"GPU read failed: {type(exc).__name__}")
 
-    def on_gpu_panel_polled(self, message: Polled) -> None:
-        self._polling = False
-        self.show(message.report)
-        self.ctx.publish("gpu", message.report)
-        if self.is_attached:
-            self._timer = self.set_timer(self.interval, self._poll)
+    def _delivered(self, report: GpuReport) -> None:
+        self.show(report)
+        self.ctx.publish("gpu", report)
 
     # ------------------------------------------------------------ rendering
 

@@ -12,14 +12,13 @@ from typing import Protocol
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.message import Message
-from textual.timer import Timer
 from textual.widgets import Static
 
 from genai_tui.model import DiskUsage, HostInfo
 from genai_tui.sources import host as host_source
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.gpu import bar, fmt_pair, fmt_pct
+from genai_tui.ui.polling import Poller, in_thread
 
 #: a disk this full is highlighted too (ComfyUI fails mid-job when outputs cannot be saved)
 DISK_WARN_PCT = 95.0
@@ -55,11 +54,6 @@ class HostPanel(Vertical):
     HostPanel .-error { color: $warning; }
     """
 
-    class Polled(Message, bubble=False):
-        def __init__(self, info: HostInfo) -> None:
-            super().__init__()
-            self.info = info
-
     def __init__(self, ctx: AppContext, *, source: HostReader | None = None,
                  id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -75,8 +69,10 @@ class HostPanel(Vertical):
         self.mem = Static(id="host-mem")
         self.swap = Static(id="host-swap")
         self._disk_lines: list[Static] = []
-        self._timer: Timer | None = None
-        self._polling = False
+        # the first reading has no CPU baseline yet: take the second one soon
+        self.poller = Poller(self, "host-poll", in_thread(self._collect), self._delivered,
+                             self.interval, next_delay=lambda: (
+                                 min(1.0, self.interval) if self.polls <= 1 else self.interval))
 
     def compose(self) -> ComposeResult:
         yield self.cpu
@@ -87,42 +83,24 @@ class HostPanel(Vertical):
         self.border_title = "Host"
         self.cpu.update("reading…")
         if self.ctx.live:
-            self._poll()
+            self.poller.now()
 
     def on_unmount(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
+        self.poller.close()
 
     def action_refresh(self) -> None:
         """Poll now (a panel-wide action the app may bind)."""
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        self._poll()
+        self.poller.now()
 
-    def _poll(self) -> None:
-        if self._polling:
-            return
-        self._polling = True
-        self.run_worker(self._collect, name="host-poll", group="host-poll",
-                        thread=True, exit_on_error=False)
-
-    def _collect(self) -> None:
+    def _collect(self) -> HostInfo:
         try:
-            info = self._source.read()
+            return self._source.read()
         except Exception:  # never lose the polling loop to a surprise
-            info = HostInfo()
-        self.post_message(self.Polled(info))
+            return HostInfo()
 
-    def on_host_panel_polled(self, message: Polled) -> None:
-        self._polling = False
-        first = self.polls == 0
-        self.show(message.info)
-        self.ctx.publish("host", message.info)
-        if self.is_attached:
-            # the first reading has no CPU baseline yet: take the second one soon
-            delay = min(1.0, self.interval) if first else self.interval
-            self._timer = self.set_timer(delay, self._poll)
+    def _delivered(self, info: HostInfo) -> None:
+        self.show(info)
+        self.ctx.publish("host", info)
 
     # ------------------------------------------------------------ rendering
 

@@ -16,16 +16,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.timer import Timer
 from textual.widgets import DataTable
 
 from genai_tui.config import ServiceConfig
 from genai_tui.model import ProbeResult
 from genai_tui.sources.probes import Prober, display_url, sanitize
 from genai_tui.ui.context import AppContext
+from genai_tui.ui.polling import Poller
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +142,8 @@ class ProbesPanel(Vertical):
         self.results: dict[str, ProbeResult] = {}
         self.rounds = 0
         self._prober: Prober | None = None
-        self._timer: Timer | None = None
-        self._in_flight = False
-        self._again = False
-        self._closing = False
+        self.poller = Poller(self, "probes", self._probe_round, self._delivered, self.interval,
+                             on_error=self._failed)
         self.border_title = "Probes"
 
     # ------------------------------------------------------------------ layout
@@ -170,16 +167,13 @@ class ProbesPanel(Vertical):
             self.start_round()
 
     async def on_unmount(self) -> None:
-        self._closing = True
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
+        self.poller.close()
         prober, self._prober = self._prober, None
         if prober is not None:
             await prober.aclose()
 
     def _set_subtitle(self) -> None:
-        state = "probing…" if self._in_flight else f"every {self.interval:g}s"
+        state = "probing…" if self.poller.in_flight else f"every {self.interval:g}s"
         self.border_subtitle = f"{state} · p: probe now"
 
     # ------------------------------------------------------------------ polling
@@ -189,45 +183,28 @@ class ProbesPanel(Vertical):
         self.start_round()
 
     def start_round(self) -> None:
-        if self._closing or self._prober is None:
+        if self._prober is None:
             return
-        if self._in_flight:
-            self._again = True
-            return
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        self._in_flight = True
+        self.poller.now()
         self._set_subtitle()
-        self._round()
 
-    @work(exclusive=True, group="probes", exit_on_error=False)
-    async def _round(self) -> None:
-        try:
-            prober = self._prober
-            if prober is None or not self.services:
-                return
-            token = await asyncio.to_thread(_canonical_hash, self.ctx.config)
-            results = await prober.probe_all(self.services, token)
-            del token
-            if self._closing:
-                return
+    async def _probe_round(self) -> list[ProbeResult]:
+        prober = self._prober
+        if prober is None or not self.services:
+            return []
+        token = await asyncio.to_thread(_canonical_hash, self.ctx.config)
+        results = await prober.probe_all(self.services, token)
+        del token
+        return results
+
+    def _delivered(self, results: list[ProbeResult]) -> None:
+        if results:
             self.apply(results)
             self.ctx.publish("probes", results)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # never let a probe bug kill the dashboard
-            log.error("probe round failed: %s", type(exc).__name__)
-            self.border_subtitle = f"probe round failed ({type(exc).__name__})"
-        finally:
-            self._in_flight = False
-            if not self._closing:
-                self._set_subtitle()
-                if self._again:
-                    self._again = False
-                    self.call_later(self.start_round)
-                else:
-                    self._timer = self.set_timer(self.interval, self.start_round)
+        self.call_later(self._set_subtitle)
+
+    def _failed(self, exc: Exception) -> None:
+        self.border_subtitle = f"probe round failed ({type(exc).__name__})"
 
     def apply(self, results: Iterable[ProbeResult]) -> None:
         """Update the rows in place (never cleared) from one round's results."""

@@ -9,21 +9,19 @@ dashboard is read-only. Status changes go to the audit log, not every poll.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from datetime import datetime
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.timer import Timer
 from textual.widgets import DataTable, Static
 
 from genai_tui.model import TokenLocationStatus, TokensReport
 from genai_tui.sources import tokens as tk
 from genai_tui.ui.context import AppContext
+from genai_tui.ui.polling import Poller, in_thread
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +134,8 @@ class TokensPanel(Vertical):
         self.report: TokensReport | None = None
         self.polls = 0
         self._auditor = tk.StatusAuditor(ctx.config.tokens.audit_log)
-        self._timer: Timer | None = None
-        self._in_flight = False
-        self._again = False
-        self._closing = False
+        self.poller = Poller(self, "tokens", in_thread(self._collect), self._delivered,
+                             interval, on_error=self._failed)
         self.border_title = "Tokens"
 
     # ------------------------------------------------------------------ layout
@@ -160,10 +156,7 @@ class TokensPanel(Vertical):
             self.refresh_now()
 
     def on_unmount(self) -> None:
-        self._closing = True
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
+        self.poller.close()
 
     def _name_cell(self, name: str) -> Text:
         canonical = name == self.ctx.config.tokens.canonical
@@ -174,16 +167,7 @@ class TokensPanel(Vertical):
 
     def refresh_now(self) -> None:
         """Read the status now (or right after the read in progress)."""
-        if self._closing:
-            return
-        if self._in_flight:
-            self._again = True
-            return
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        self._in_flight = True
-        self._poll()
+        self.poller.now()
 
     def _collect(self) -> TokensReport:
         """Runs in a worker thread: file reads, cached bcrypt checks, the audit line."""
@@ -196,27 +180,12 @@ class TokensPanel(Vertical):
             log.warning("audit failed: %s", type(exc).__name__)
         return report
 
-    @work(exclusive=True, group="tokens", exit_on_error=False)
-    async def _poll(self) -> None:
-        try:
-            report = await asyncio.to_thread(self._collect)
-            if self._closing:
-                return
-            self.apply(report)
-            self.ctx.publish("tokens", report)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug here must not kill the dashboard
-            log.error("tokens status failed: %s", type(exc).__name__)
-            self.border_subtitle = f"status failed ({type(exc).__name__})"
-        finally:
-            self._in_flight = False
-            if not self._closing:
-                if self._again:
-                    self._again = False
-                    self.call_later(self.refresh_now)
-                else:
-                    self._timer = self.set_timer(self.interval, self.refresh_now)
+    def _delivered(self, report: TokensReport) -> None:
+        self.apply(report)
+        self.ctx.publish("tokens", report)
+
+    def _failed(self, exc: Exception) -> None:
+        self.border_subtitle = f"status failed ({type(exc).__name__})"
 
     def apply(self, report: TokensReport) -> None:
         """Update rows in place from one status read."""
