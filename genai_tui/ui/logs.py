@@ -493,21 +493,15 @@ class LogPanel(Vertical):
     # ------------------------------------------------------------ public API
 
     def follow_service(self, service_name: str) -> None:
-        """Show one service's container (Enter / `l` on a container row)."""
-        svc = self.ctx.config.service(service_name)
-        if svc is not None and svc.runtime != "docker":
-            self._switch(None, service_name, merged=False)
-            where = f" ({svc.log_file})" if svc.log_file else ""
-            self._message = f"logs of process services are not followed yet{where}"
-            self._update_status(force=True)
-            return
+        """Show one service's container, or the `log_file` of a process service (Enter /
+        `l` on a container row)."""
         if not self._live:
             self._switch(None, service_name, merged=False)
             return
         self._switch(self.hub.follower(service_name), service_name, merged=False)
 
     def follow_all(self) -> None:
-        """One merged view of every docker service of the stack (`a`)."""
+        """One merged view of every service of the stack, docker and process (`a`)."""
         if not self._live:
             self.view.set_services(s.name for s in self.ctx.config.services)
             self._switch(None, "all services", merged=True)
@@ -606,7 +600,9 @@ class LogPanel(Vertical):
             parts.append(f"filter /{rx.pattern}/ {self.view.match_count} matches")
         parts.append(f"{self.view.line_count}/{self.view.max_lines} lines")
         if self.view.show_ts:
-            parts.append("times UTC")
+            # log files carry no times: their lines show when they were read
+            parts.append("times UTC, log files: time read"
+                         if getattr(self.source, "read_times", False) else "times UTC")
         if self.view.wrap:
             parts.append("wrap")
         if self.source is not None:

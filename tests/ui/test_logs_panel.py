@@ -485,3 +485,73 @@ async def test_not_live_panel_starts_nothing_and_show_lines_is_still_clean(tmp_p
         assert_terminal_safe(rows)
         assert_no_secret(rows)
         assert "evilname │ bell" in rows
+
+
+async def test_panel_follows_a_process_service_log_file(tmp_path):
+    """A live panel whose only service runs outside Docker (`runtime = "process"`): its
+    `log_file` is followed like a container — the lines a real process appends show up,
+    cleaned and redacted, and the status says where they come from."""
+    import shlex
+    import subprocess
+    import sys
+
+    h = make_hash("process-panel")
+    (tmp_path / "api.token").write_text(h + "\n")
+    log = tmp_path / "logs" / "orch.log"
+    log.parent.mkdir()
+    log.write_bytes(b"".join(b"old %d\n" % i for i in range(30)))
+    toml = tmp_path / "genai-tui.toml"
+    toml.write_text("""
+[logs]
+tail = 5
+flush_interval = 0.05
+
+[[services]]
+name = "orch"
+url = "http://127.0.0.1:1"
+kind = "orchestrator"
+runtime = "process"
+log_file = "logs/orch.log"
+
+[[tokens.locations]]
+name = "secrets"
+path = "api.token"
+format = "hash_file"
+""")
+    from genai_tui import config as configmod
+
+    cfg = configmod.load_file(toml, env={})
+    ctx = AppContext(cfg)
+    assert ctx.live
+    app = PanelApp(ctx, None, initial="orch")  # no hub given: the panel makes its own
+    script = ("import os\nfor i in range(40):\n"
+              "    os.write(1, f'new {i}\\n'.encode())\n"
+              f"os.write(1, b'\\x1b[31mFor direct API calls, use token={h}\\x1b[0m\\n')\n")
+    async with app.run_test(size=(100, 24)) as pilot:
+        panel = app.query_one(LogPanel)
+        await wait_until(pilot, lambda: panel.view.line_count == 5)
+        assert [ln.text for ln in panel.view.lines()] == [f"old {i}" for i in range(25, 30)]
+        assert panel.status_text.startswith("orch · following")
+        assert f"log file {log}" in panel.status_text
+        assert "not followed" not in panel.status_text
+        cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(script)} >> {shlex.quote(str(log))}"
+        await asyncio.to_thread(subprocess.run, ["sh", "-c", cmd], check=True, timeout=30)
+        await wait_until(pilot, lambda: panel.view.line_count == 46)
+        texts = [ln.text for ln in panel.view.lines()]
+        assert texts[5:45] == [f"new {i}" for i in range(40)]
+        assert texts[45] == f"For direct API calls, use token=[redacted {fingerprint(h)}]"
+        rows = "\n".join(widget_rows(panel))
+        assert "new 39" in rows and "[redacted fp:" in rows
+        assert_terminal_safe(rows)
+        assert h[7:20] not in screen_text(app)
+        await wait_until(pilot, lambda: any(e.kind == "token" for e in ctx.snapshot.log_events))
+        assert ctx.snapshot.log_events[-1].fingerprint == fingerprint(h)
+        await pilot.press("t")
+        assert "times UTC, log files: time read" in panel.status_text
+        panel.follow_all()  # the merged view has it too (the only service of the stack)
+        await pilot.pause(0.05)
+        assert panel.view.line_count == 46
+        assert any("orch │ For direct API calls, use token=[redacted" in r
+                   for r in widget_rows(panel))
+        followers = list(panel.hub.followers.values())
+    assert followers and all(not f.alive for f in followers)
