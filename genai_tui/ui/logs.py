@@ -37,7 +37,7 @@ from textual.widgets import Input, Static
 
 from genai_tui.model import LogEvent
 from genai_tui.sources.logs import EVENTS_MAX, LogHub, LogLine, MergedLogs
-from genai_tui.sources.logtext import Redactor, clean_line
+from genai_tui.sources.logtext import Redactor, classify, clean_line
 from genai_tui.ui.context import AppContext
 
 KIND_STYLES: dict[str | None, Style] = {
@@ -472,6 +472,7 @@ class LogPanel(Vertical):
         yield self.filter_input
 
     def on_mount(self) -> None:
+        self.border_title = "Logs"
         self.set_interval(self.ctx.config.logs.flush_interval, self._flush)
         if self._secrets_refresh > 0 and self._live:
             self.set_interval(self._secrets_refresh, self._refresh_secrets)
@@ -518,8 +519,7 @@ class LogPanel(Vertical):
         safe = []
         for ln in lines:
             text = clean_line(ln.text)
-            # the given kind is kept (None = plain); pass kind=classify(text) to highlight
-            safe.append(LogLine(ln.ts, ln.service, redact(text), ln.kind))
+            safe.append(LogLine(ln.ts, ln.service, redact(text), ln.kind or classify(text)))
         if merged:
             names = [s.name for s in self.ctx.config.services]
             names += sorted({ln.service for ln in safe} - set(names))
