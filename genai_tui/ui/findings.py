@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from genai_tui.model import Finding, Severity
+from genai_tui.ui.render import update_if_changed
 
 STYLE = {
     Severity.CRITICAL: ("✖", "bold red"),
@@ -67,4 +68,5 @@ class FindingsBar(Static):
         self.set_class(worst == 0, "-critical")
         self.set_class(worst == 1, "-warning")
         self.set_class(worst == 2, "-calm")
-        self.update(render_findings(findings, max_lines=self.max_lines, services=services))
+        update_if_changed(self, render_findings(findings, max_lines=self.max_lines,
+                                                services=services))

@@ -22,6 +22,7 @@ from genai_tui.model import GpuInfo, GpuProcess, GpuReport
 from genai_tui.sources import gpu as gpu_source
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.polling import Poller, in_thread
+from genai_tui.ui.render import update_if_changed
 
 #: memory samples kept per GPU for the sparkline (at 2 s: the last 5 minutes)
 HISTORY = 150
@@ -178,10 +179,10 @@ class GpuCard(Vertical):
             if gpu.power_w is not None:
                 limit = f"/{gpu.power_limit_w:.0f}" if gpu.power_limit_w else ""
                 head.append(f" {gpu.power_w:.0f}{limit}W")
-        self.head.update(head)
+        update_if_changed(self.head, head)
 
         if gpu.error:
-            self.mem.update(Text(f"  {gpu.error}"))
+            update_if_changed(self.mem, Text(f"  {gpu.error}"))
             self.spark.display = False
         else:
             mem = Text("  ")
@@ -194,7 +195,7 @@ class GpuCard(Vertical):
                 if warn:
                     mem.append("!", style="bold")
             mem.append(" ")
-            self.mem.update(mem)
+            update_if_changed(self.mem, mem)
             self.spark.display = True
             self.spark.ceiling = gpu.memory_total_mb
             self.spark.data = list(history)
@@ -216,7 +217,7 @@ class GpuCard(Vertical):
         if gpu.hidden_processes:
             lines.append(Text(f"  +{gpu.hidden_processes} not visible in /proc "
                               "(run with --pid=host)", style="dim"))
-        self.procs.update(Text("\n").join(lines))
+        update_if_changed(self.procs, Text("\n").join(lines))
         self.procs.display = bool(lines)
 
 
@@ -262,15 +263,18 @@ class GpuPanel(Vertical):
         self._history: dict[str, deque[float]] = {}
         self._cards: dict[str, GpuCard] = {}
         self._message = Static(id="gpu-message")
+        # without NVML the panel shows the probes' /system_stats: nothing new between rounds
         self.poller = Poller(self, "gpu-poll", in_thread(self._collect), self._delivered,
-                             self.interval)
+                             self.interval, next_delay=lambda: self.interval if (
+                                 self.report is None or not self.report.error) else max(
+                                 self.interval, ctx.config.probes.interval))
 
     def compose(self) -> ComposeResult:
         yield self._message
 
     def on_mount(self) -> None:
         self.border_title = "GPU"
-        self._message.update("reading GPUs…")
+        update_if_changed(self._message, "reading GPUs…")
         if self.ctx.live:
             self.poller.now()
 
@@ -312,7 +316,7 @@ class GpuPanel(Vertical):
                                 if report.driver_version and nvml_gpus else "")
         message = self._message_for(report)
         self.message = message
-        self._message.update(Text(message))
+        update_if_changed(self._message, Text(message))
         self._message.display = bool(message)
         self._message.set_class(bool(report.error) and not report.gpus, "-error")
 

@@ -19,6 +19,7 @@ from genai_tui.sources import host as host_source
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.gpu import bar, fmt_pair, fmt_pct
 from genai_tui.ui.polling import Poller, in_thread
+from genai_tui.ui.render import update_if_changed
 
 #: a disk this full is highlighted too (ComfyUI fails mid-job when outputs cannot be saved)
 DISK_WARN_PCT = 95.0
@@ -81,7 +82,7 @@ class HostPanel(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = "Host"
-        self.cpu.update("reading…")
+        update_if_changed(self.cpu, "reading…")
         if self.ctx.live:
             self.poller.now()
 
@@ -116,17 +117,17 @@ class HostPanel(Vertical):
             cpu.append(f"  load {info.load[0]:.2f} {info.load[1]:.2f} {info.load[2]:.2f}")
         if info.cpu_count:
             cpu.append(f" /{info.cpu_count}", style="dim")
-        self.cpu.update(cpu)
+        update_if_changed(self.cpu, cpu)
 
         pct = info.memory_pct
         warn = pct is not None and pct >= self.warn_pct
-        self.mem.update(self._meter("Mem", info.memory_used_mb, info.memory_total_mb,
+        update_if_changed(self.mem, self._meter("Mem", info.memory_used_mb, info.memory_total_mb,
                                     warn))
         self.mem.set_class(warn, "-warn")
         if not info.swap_total_mb:
-            self.swap.update(Text("Swap none", style="dim"))
+            update_if_changed(self.swap, Text("Swap none", style="dim"))
         else:
-            self.swap.update(self._meter("Swap", info.swap_used_mb, info.swap_total_mb,
+            update_if_changed(self.swap, self._meter("Swap", info.swap_used_mb, info.swap_total_mb,
                                          False))
 
         if len(self._disk_lines) != len(info.disks):
@@ -155,12 +156,12 @@ class HostPanel(Vertical):
     def _show_disk(self, line: Static, disk: DiskUsage) -> None:
         label = disk_label(disk.path)
         if disk.error:
-            line.update(Text(f"{label:<{LABEL}}{disk.error}: {disk.path}"))
+            update_if_changed(line, Text(f"{label:<{LABEL}}{disk.error}: {disk.path}"))
             line.set_class(True, "-error")
             line.set_class(False, "-warn")
             return
         pct = disk.pct
         full = pct is not None and pct >= DISK_WARN_PCT
-        line.update(self._meter(label, disk.used_mb, disk.total_mb, False))
+        update_if_changed(line, self._meter(label, disk.used_mb, disk.total_mb, False))
         line.set_class(False, "-error")
         line.set_class(full, "-warn")

@@ -39,6 +39,7 @@ from genai_tui.model import LogEvent
 from genai_tui.sources.logs import EVENTS_MAX, LogHub, LogLine, MergedLogs
 from genai_tui.sources.logtext import Redactor, classify, clean_line
 from genai_tui.ui.context import AppContext
+from genai_tui.ui.render import update_if_changed
 
 KIND_STYLES: dict[str | None, Style] = {
     None: Style(),
@@ -615,7 +616,7 @@ class LogPanel(Vertical):
         text = "".join(ch if ch.isprintable() else "?" for ch in text)  # regex is user text
         if force or text != self._status_cache:
             self._status_cache = text
-            self.status.update(Text(text))
+            update_if_changed(self.status, Text(text))
 
     @property
     def status_text(self) -> str:

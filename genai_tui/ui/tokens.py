@@ -22,6 +22,7 @@ from genai_tui.model import TokenLocationStatus, TokensReport
 from genai_tui.sources import tokens as tk
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.polling import Poller, in_thread
+from genai_tui.ui.render import update_if_changed
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ class TokensPanel(Vertical):
             table.update_cell(s.name, "fp", s.fingerprint or "–")
             table.update_cell(s.name, "problems", problems_cell(s))
             table.update_cell(s.name, "mtime", mtime_cell(s))
-        self.query_one("#tokens-summary", Static).update(summary_text(report))
+        update_if_changed(self.query_one("#tokens-summary", Static), summary_text(report))
 
     def selected_location(self) -> str | None:
         table = self.query_one(DataTable)
