@@ -7,6 +7,7 @@ and `close()` shuts the stream socket so quitting never waits on the engine.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -122,6 +123,13 @@ def container_info(service: ServiceConfig, attrs: dict[str, Any]) -> ContainerIn
         pid=state.get("Pid") or None,
         cmd_args=list(config.get("Cmd") or []),
     )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def missing_info(service: ServiceConfig) -> ContainerInfo:
@@ -295,7 +303,8 @@ class ContainerMonitor:
         self._stream: Any = None
         self._events_client: docker.DockerClient | None = None
         self._threads: list[threading.Thread] = []
-        self._restart_counts: dict[str, int] = {}
+        self._last_action: dict[str, str] = {}
+        self._oom: dict[str, str] = {}
         self.backoff = 0.0
 
     # -- lifecycle
@@ -331,11 +340,6 @@ class ContainerMonitor:
             log.debug("container listener failed", exc_info=True)
 
     def _store(self, info: ContainerInfo) -> None:
-        prev_count = self._restart_counts.get(info.service)
-        if prev_count is not None and info.restart_count > prev_count:
-            for _ in range(min(info.restart_count - prev_count, self.tracker.count)):
-                self.tracker.record_start(info.service)
-        self._restart_counts[info.service] = info.restart_count
         info.looping = info.state == "restarting" or self.tracker.looping(info.service)
         with self._lock:
             old = self._infos.get(info.service)
@@ -367,20 +371,44 @@ class ContainerMonitor:
         action = str(event.get("Action") or "")
         actor = event.get("Actor") or {}
         attrs = actor.get("Attributes") or {}
-        svc = match_service(self.source.services, attrs.get("name") or "", attrs)
+        name = (attrs.get("name") or "").lstrip("/")
+        svc = match_service(self.source.services, name, attrs)
         if svc is None:
             return
-        if action == "start":
-            self.tracker.record_start(svc.name)
+        cid = actor.get("ID")
+        with self._lock:
+            current = self._infos.get(svc.name)
+        if (name != svc.container_name and current is not None and current.id not in (None, cid)
+                and current.container == svc.container_name):
+            return  # a compose-label look-alike: the container with the exact name wins
+        if action == "kill":
+            return  # no state change; inspecting now would delay the `die` behind it
+        if action in ("stop", "die", "start"):
+            self._record_lifecycle(svc.name, action)
         if action == "destroy":
-            with self._lock:
-                current = self._infos.get(svc.name)
-            if current is not None and current.id not in (None, actor.get("ID")):
+            if current is not None and current.id not in (None, cid):
                 return  # an older container of that name went away; the new one stays
             self._store(missing_info(svc))
             self._emit()
             return
-        self.refresh_service(svc, actor.get("ID"))
+        if action == "oom":
+            self._oom[svc.name] = cid
+        if action == "die" and current is not None and current.id == cid:
+            # show it at once: the engine answers inspect only ~100 ms later on a stop
+            provisional = dataclasses.replace(
+                current, state="exited", exit_code=_int(attrs.get("exitCode")),
+                oom_killed=self._oom.pop(svc.name, None) == cid)
+            self._store(provisional)
+            self._emit()
+        self.refresh_service(svc, cid)
+
+    def _record_lifecycle(self, service: str, action: str) -> None:
+        """Count a start as a restart only when the engine restarted it after a crash
+        (`die` not followed by a user's `stop`), not when an admin started it."""
+        last = self._last_action.get(service)
+        if action == "start" and last == "die":
+            self.tracker.record_start(service)
+        self._last_action[service] = action
 
     # -- threads
     def _wait(self, seconds: float) -> bool:

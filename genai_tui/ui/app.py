@@ -84,6 +84,9 @@ class GenaiTui(App[int]):
     BINDINGS = [
         Binding(keys, action, description, id=f"genai.{bid}", show=bid in SHOWN_IN_FOOTER)
         for bid, (keys, action, description) in KEYS.items()
+    ] + [
+        # an admin's reflex over SSH: Ctrl+C quits (Textual's default only explains how)
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, system=True),
     ]
 
     def __init__(self, config: Config, *, readonly: bool = False,
@@ -241,7 +244,11 @@ class GenaiTui(App[int]):
 
     # -- actions
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.key_help(), readonly=self.readonly))
+        # built once: the bindings do not change while running, and a fresh screen each
+        # time costs a visible delay over SSH
+        if not self.is_screen_installed("help"):
+            self.install_screen(HelpScreen(self.key_help(), readonly=self.readonly), "help")
+        self.push_screen("help")
 
     def action_restart(self) -> None:
         if self._refuse_readonly("restart"):

@@ -87,8 +87,7 @@ def row_cells(info: ContainerInfo, now: datetime | None = None) -> dict[str, Tex
     ports = ", ".join(p.label().removesuffix("/tcp") for p in info.ports) or "-"
     return {
         "service": Text(info.service, style="bold"),
-        "container": Text(info.container if not info.missing else f"{info.container}",
-                          style="dim" if info.missing else ""),
+        "container": _container_cell(info),
         "state": state_text,
         "health": health,
         "uptime": uptime_text(info, now),
@@ -101,13 +100,17 @@ def row_cells(info: ContainerInfo, now: datetime | None = None) -> dict[str, Tex
     }
 
 
+def _container_cell(info: ContainerInfo) -> Text:
+    if info.runtime == "process" and not info.missing:
+        # no container: show the process and what it costs (PID, CPU, memory)
+        return Text(f"pid {info.pid} {info.cpu_pct or 0:.0f}% {info.memory_mb or 0:.0f}M")
+    return Text(info.container, style="dim" if info.missing else "")
+
+
 def _image(info: ContainerInfo) -> str:
     if info.runtime != "process":
         return info.image or "-"
-    if info.missing:
-        return "process not found"
-    usage = f"{info.cpu_pct or 0:.0f}% {info.memory_mb or 0:.0f}M"
-    return f"{usage} {info.image}"
+    return "process not found" if info.missing else info.image
 
 
 def _signature(cell: Text | str | None) -> tuple[str, str]:

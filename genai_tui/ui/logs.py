@@ -97,7 +97,9 @@ class _Entry:
 
     def __init__(self, line: LogLine) -> None:
         self.line = line
-        self.cells = cell_len(line.text)
+        text = line.text
+        # clean ASCII (most log lines) is one cell per character: skip the width tables
+        self.cells = len(text) if text.isascii() else cell_len(text)
 
 
 class LogView(ScrollView, can_focus=True):

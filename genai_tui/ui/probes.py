@@ -25,6 +25,7 @@ from genai_tui.model import ProbeResult
 from genai_tui.sources.probes import Prober, display_url, sanitize
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.polling import Poller
+from genai_tui.ui.render import set_cell
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ class ProbesPanel(Vertical):
                 "info": info_text(r),
             }
             for col, value in cells.items():
-                table.update_cell(r.service, col, value)
+                set_cell(table, r.service, col, value)
 
 
 def _canonical_hash(config: Any) -> str | None:

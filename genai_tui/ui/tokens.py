@@ -22,7 +22,7 @@ from genai_tui.model import TokenLocationStatus, TokensReport
 from genai_tui.sources import tokens as tk
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.polling import Poller, in_thread
-from genai_tui.ui.render import update_if_changed
+from genai_tui.ui.render import set_cell, update_if_changed
 
 log = logging.getLogger(__name__)
 
@@ -197,10 +197,10 @@ class TokensPanel(Vertical):
             if s.name not in table.rows:
                 table.add_row(self._name_cell(s.name), state_cell(None), "…",
                               problems_cell(None), "–", key=s.name)
-            table.update_cell(s.name, "state", state_cell(s))
-            table.update_cell(s.name, "fp", s.fingerprint or "–")
-            table.update_cell(s.name, "problems", problems_cell(s))
-            table.update_cell(s.name, "mtime", mtime_cell(s))
+            set_cell(table, s.name, "state", state_cell(s))
+            set_cell(table, s.name, "fp", s.fingerprint or "–")
+            set_cell(table, s.name, "problems", problems_cell(s))
+            set_cell(table, s.name, "mtime", mtime_cell(s))
         update_if_changed(self.query_one("#tokens-summary", Static), summary_text(report))
 
     def selected_location(self) -> str | None:

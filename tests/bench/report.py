@@ -273,6 +273,16 @@ def details(results: dict[str, Any]) -> str:
         out.append(f"- Noise: CPU used by other jobs (neither the tool, the engine nor the "
                    f"bench) during the windows: {min(other.values()):.0f}–"
                    f"{max(other.values()):.0f}% of the host (worst: {worst}).")
+    disturbed = []
+    for key, windows in (results.get("baselines") or {}).items():
+        disturbed += [f"baseline {key} {w['label']}: {w['foreign_events']}" for w in windows
+                      if w.get("foreign_events")]
+    for name, res in (results.get("tools") or {}).items():
+        disturbed += [f"{name} {k}: {res[k]['foreign_events']}" for k in ("idle", "scale")
+                      if (res.get(k) or {}).get("foreign_events")]
+    if disturbed:
+        out.append("- Container events of other jobs during engine windows (even after a "
+                   "retry): " + "; ".join(disturbed) + ".")
     waits = results.get("waits") or []
     waited = sum(w["waited_s"] for w in waits)
     if waited > 5:
@@ -327,15 +337,34 @@ METHOD = """\
 """
 
 
+def _public_command(command: str) -> str:
+    """The command without `--out DIR` (where results go changes no figure)."""
+    words = command.split()
+    out = []
+    skip = False
+    for w in words:
+        if skip:
+            skip = False
+            continue
+        if w == "--out":
+            skip = True
+            continue
+        if w.startswith("--out="):
+            continue
+        out.append(w)
+    return " ".join(out)
+
+
 def benchmarks_md(results: dict[str, Any]) -> str:
     meta = results.get("meta", {})
     return "\n".join([
         "# Benchmarks: genai-tui beside lazydocker",
         "",
-        "Produced by the bench runner (`tests/bench/`), from the repository root:",
+        "Produced by the bench runner (`tests/bench/`, see its README), from the repository "
+        "root:",
         "",
         "```sh",
-        meta.get("command", "python -m tests.bench.run").strip(),
+        _public_command(meta.get("command", "python -m tests.bench.run").strip()),
         "```",
         "",
         markdown(results),

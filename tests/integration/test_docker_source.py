@@ -258,3 +258,41 @@ def test_engine_client_error_is_not_a_traceback():
     status = DockerSource(cfg).status()
     assert not status.reachable
     assert "refused" in status.error.lower()
+
+
+def test_manual_starts_are_not_a_restart_loop(sim_container, monitor_for):
+    """An admin stopping and starting a container by hand is not a crash loop."""
+    c = sim_container()
+    svc = ServiceConfig("qwen", "http://127.0.0.1:1", container=c.name)
+    _, rec = monitor_for(make_config(svc, restart_loop_count=2, restart_loop_window=120))
+    rec.wait_state("qwen", lambda i: i.running)
+    for _ in range(3):
+        wait_port(host_port(c))
+        c.stop(timeout=5)
+        rec.wait_state("qwen", lambda i: i.state == "exited")
+        c.start()
+        rec.wait_state("qwen", lambda i: i.running)
+    assert not rec.latest("qwen").looping
+
+
+def test_stop_shows_exited_at_once_with_the_exit_code(sim_container, monitor_for):
+    c = sim_container()
+    svc = ServiceConfig("qwen", "http://127.0.0.1:1", container=c.name)
+    _, rec = monitor_for(make_config(svc))
+    rec.wait_state("qwen", lambda i: i.running)
+    c.kill(signal="SIGKILL")
+    info = rec.wait_state("qwen", lambda i: i.state == "exited")
+    assert info.exit_code == 137
+
+
+def test_an_exact_name_beats_a_compose_label_lookalike(sim_container, monitor_for):
+    exact = sim_container()
+    svc = ServiceConfig("qwen", "http://127.0.0.1:1", container=exact.name)
+    _, rec = monitor_for(make_config(svc))
+    rec.wait_state("qwen", lambda i: i.running and i.id == exact.id)
+    other = sim_container(compose_project="someone-else", compose_service=exact.name)
+    other.stop(timeout=1)
+    other.start()
+    time.sleep(1.5)
+    info = rec.latest("qwen")
+    assert info.id == exact.id and info.running

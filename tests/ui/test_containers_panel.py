@@ -140,6 +140,12 @@ async def test_help_lists_every_key_from_the_bindings():
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("question_mark")  # the same screen again, reused
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, HelpScreen) and "Restart all" in screen_text(app)
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, HelpScreen)
 
 
 async def test_q_quits_promptly_with_sources_running(sim_container):

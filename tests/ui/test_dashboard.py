@@ -397,3 +397,67 @@ def test_no_color_is_honoured(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     app = snapshot_app()
     assert app.no_color
+
+
+def test_ctrl_c_quits_the_real_app(tmp_path):
+    pid, fd = _run_in_pty(tmp_path)
+    assert b"Containers" in _read_until(fd, b"Containers", 30)
+    os.write(fd, b"\x03")
+    status, out, took = _wait_exit(pid, fd, 10)
+    os.close(fd)
+    assert status is not None and took < 3 and b"Traceback" not in out
+
+
+async def test_process_service_row_shows_pid_cpu_memory_and_restarts(tmp_path):
+    """A `runtime = "process"` service in the containers panel, live, with no Docker."""
+    import json
+    import shlex
+
+    from tests.conftest import free_port, wait_port
+
+    port = free_port()
+    pidfile = tmp_path / "sim.pid"
+    root = Path(__file__).resolve().parents[2]
+    line = (f"if [ -f {pidfile} ]; then kill $(cat {pidfile}); sleep 0.3; fi; "
+            f"PYTHONPATH={shlex.quote(str(root))} nohup {shlex.quote(sys.executable)} -m "
+            f"genai_tui.sim --kind orchestrator --host 127.0.0.1 --port {port} "
+            f">> {tmp_path}/sim.log 2>&1 < /dev/null & echo $! > {pidfile}")
+    toml = tmp_path / "genai-tui.toml"
+    toml.write_text(f'[[services]]\nname = "orch"\nurl = "http://127.0.0.1:{port}"\n'
+                    f'kind = "orchestrator"\nruntime = "process"\n'
+                    f'restart_command = {json.dumps(line)}\nlog_file = "sim.log"\n')
+    subprocess.run(["sh", "-c", line], check=True)
+    wait_port(port)
+    from genai_tui import config as configmod
+
+    app = GenaiTui(configmod.load_file(toml, env={}))
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            table = app.query_one("#containers-table")
+
+            async def until(pred, timeout=20.0):
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < timeout:
+                    if pred():
+                        return
+                    await pilot.pause(0.1)
+                raise AssertionError("timed out")
+
+            first = int(pidfile.read_text())
+            await until(lambda: str(table.get_cell("orch", "state")) == "running")
+            assert str(table.get_cell("orch", "container")).startswith(f"pid {first} ")
+            await pilot.press("r")
+            await until(lambda: isinstance(app.screen, ConfirmScreen))
+            assert "process" in screen_text(app)
+            await pilot.press("y")
+            await until(lambda: int(pidfile.read_text()) != first)
+            second = int(pidfile.read_text())
+            await until(lambda: str(table.get_cell("orch", "container")).startswith(
+                f"pid {second} "))
+            await until(lambda: "Orchestrator listening" in "\n".join(
+                ln.text for ln in app.query_one(LogPanel).view.lines()))
+    finally:
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass

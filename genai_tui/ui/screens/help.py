@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
+    HelpScreen { align: center middle; background: $background; }
     HelpScreen > VerticalScroll { width: 80; max-width: 100%; height: auto; max-height: 90%;
         border: thick $primary; background: $surface; padding: 0 1; }
     """
@@ -44,4 +44,4 @@ class HelpScreen(ModalScreen[None]):
                               style="dim"))
 
     def action_dismiss_help(self) -> None:
-        self.dismiss(None)
+        self.app.pop_screen()
