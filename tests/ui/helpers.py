@@ -21,3 +21,14 @@ def screen_text(app) -> str:
     svg = app.export_screenshot()
     texts = re.findall(r"<text[^>]*>(.*?)</text>", svg, flags=re.S)
     return html.unescape("".join(texts)).replace("\xa0", " ")
+
+
+async def wait_until(pilot, predicate, timeout: float = 15.0) -> None:
+    """Let the app run until `predicate()` holds; fail with the screen when it never does."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time; screen:\n" + screen_text(pilot.app))
+        await pilot.pause(0.02)

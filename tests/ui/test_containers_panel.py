@@ -12,16 +12,7 @@ from genai_tui.ui.app import GenaiTui
 from genai_tui.ui.screens.confirm import ConfirmScreen
 from genai_tui.ui.screens.help import HelpScreen
 from tests.conftest import host_port, wait_port
-from tests.ui.helpers import screen_text, stack_config
-
-
-async def wait_until(pilot, predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not met in time")
+from tests.ui.helpers import screen_text, stack_config, wait_until
 
 
 def cell(app, service: str, column: str) -> str:

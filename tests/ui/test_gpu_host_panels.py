@@ -3,7 +3,6 @@ function boundary, the real no-driver path of this machine, and a snapshot."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from genai_tui.sources.host import HostSource
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.gpu import GpuCard, GpuPanel, MemorySparkline
 from genai_tui.ui.host import HostPanel
+from tests.ui.helpers import wait_until
 from tests.unit.fake_nvml import FakeNvml, FakeProc, fake_procfs
 
 QWEN_ID = "3ab9d4a4968c2db8cb2b146a9b52e5978bcfbee53180c93cd503cb5766d8ce52"
@@ -102,13 +102,6 @@ def line_with(app: App, needle: str) -> str:
     return line.strip().strip("│").strip()
 
 
-async def wait_until(pilot, predicate, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met; screen:\n" + screen_text(pilot.app))
-        await pilot.pause(0.02)
 
 
 async def test_gpu_panel_shows_gpus_processes_and_owners(monkeypatch, tmp_path) -> None:

@@ -25,7 +25,7 @@ from genai_tui.sources.logtext import is_clean
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.logs import LogPanel
 from tests.conftest import make_hash
-from tests.ui.helpers import screen_text
+from tests.ui.helpers import screen_text, wait_until
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 
@@ -116,13 +116,6 @@ def feed_app(tmp_path: Path, *names: str, initial: str | None = None, secrets=()
     return app, sources
 
 
-async def wait_until(pilot, predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def widget_rows(panel: LogPanel) -> list[str]:

@@ -19,6 +19,7 @@ from genai_tui.config import Config, ProbeConfig, ServiceConfig, TokenLocation, 
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.probes import ProbesPanel, sparkline
 from tests.conftest import free_port, make_hash
+from tests.ui.helpers import wait_until as until
 from tests.unit.test_probes import LocalSim, start_local_sim
 
 
@@ -63,13 +64,6 @@ def token_config(tmp_path: Path, hash_: str) -> TokensConfig:
                         locations=(TokenLocation("secrets", f, "hash_file"),))
 
 
-async def until(pilot, predicate, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 def cell(table: DataTable, row: str, col: str) -> Text:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from textual.app import App, ComposeResult
 
 from genai_tui.config import Config, ServiceConfig
@@ -13,7 +11,7 @@ from genai_tui.ui.context import AppContext
 from genai_tui.ui.screens.unify import UnifyScreen
 from genai_tui.ui.tokens import TokensPanel
 from tests.tokens_helpers import leaks, make_stack, new_pair
-from tests.ui.helpers import screen_text
+from tests.ui.helpers import screen_text, wait_until
 
 
 class TokensApp(App[None]):
@@ -37,13 +35,6 @@ def config_for(st, restart: tuple[str, ...] = ()) -> Config:
     return Config(services=(svc,), tokens=st.tokens, base_dir=st.root)
 
 
-async def wait_until(pilot, predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def cell(app, row: str, column: str) -> str:
