@@ -21,6 +21,3 @@ def fingerprint(value: str) -> str:
     digest = hashlib.sha256(b"genai-tui fingerprint v1\0" + value.encode("utf-8")).hexdigest()
     return "fp:" + digest[:10]
 
-
-def is_bcrypt_hash(value: str) -> bool:
-    return bool(BCRYPT_RE.match(value))

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import docker
@@ -482,6 +482,3 @@ class ContainerMonitor:
             except Exception:
                 pass
 
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

@@ -14,7 +14,6 @@ import re
 import shlex
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -231,11 +230,3 @@ def _visible(info: ContainerInfo) -> tuple[object, ...]:
     return (info.state, info.pid, info.looping, info.action, tuple(info.ports),
             round(info.cpu_pct or 0), round(info.memory_mb or 0))
 
-
-def wait_gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not psutil.pid_exists(pid):
-            return True
-        time.sleep(0.05)
-    return False
