@@ -12,8 +12,10 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 
@@ -145,6 +147,47 @@ def write_stack_files(root: Path, ports: dict[str, int], *, container_prefix: st
     return config_path
 
 
+def start_services(client: Any, root: Path, ports: dict[str, int], *, prefix: str,
+                   network: str, owner: str, compose_project: str,
+                   compose_service: Callable[[str], str] = str) -> None:
+    """The four simulator containers of the demo stack, on `network` (made when missing).
+    Login folders come from `write_stack_files(root, ...)`."""
+    import docker.errors
+
+    from genai_tui import simdocker as sd
+
+    try:
+        client.networks.get(network)
+    except docker.errors.NotFound:
+        client.networks.create(network, labels={sd.OWNER_LABEL: owner})
+    backends = ",".join(f"{s.name}=http://{prefix}{s.name}:{s.container_port}/"
+                        for s in SERVICES if s.kind != "orchestrator")
+    for svc in SERVICES:
+        extra = ["--name", svc.name]
+        if svc.kind == "comfyui":
+            extra += ["--jobs-every", "45"]
+        if svc.kind == "orchestrator":
+            extra += ["--backends", backends]
+        if svc.name == "comfyui-qwen":
+            health = sd.health_cmd("/login", svc.container_port)
+        elif svc.name == "flux-1-dev":  # the reference stack's mistake, kept on purpose
+            health = sd.health_cmd("/system_stats", svc.container_port)
+        else:
+            health = sd.health_cmd(svc.health_path, svc.container_port)
+        sd.run_sim(
+            client, name=f"{prefix}{svc.name}", kind=svc.kind,
+            host_port=ports[svc.name], container_port=svc.container_port,
+            login_dir=(root / "login" / svc.name) if svc.kind == "comfyui" else None,
+            extra_args=extra, owner=owner, compose_project=compose_project,
+            compose_service=compose_service(svc.name),
+            restart_policy={"Name": "unless-stopped"},
+            healthcheck={"test": health, "interval": 10_000_000_000,
+                         "timeout": 5_000_000_000, "retries": 3,
+                         "start_period": 5_000_000_000},
+            network=network,
+        )
+
+
 class DockerDemo:
     """Starts the demo stack as real containers and removes them on exit."""
 
@@ -161,40 +204,11 @@ class DockerDemo:
         self.owner = DEMO_PROJECT
 
     def start(self) -> Path:
-        import docker.errors
-
-        sd = self.simdocker
         self.stop()
         ports = pick_ports()
         config_path = write_stack_files(self.root, ports, container_prefix=self.prefix)
-        try:
-            self.client.networks.get(self.network)
-        except docker.errors.NotFound:
-            self.client.networks.create(self.network, labels={sd.OWNER_LABEL: self.owner})
-        backends = ",".join(f"{s.name}=http://{self.prefix}{s.name}:{s.container_port}/"
-                            for s in SERVICES if s.kind != "orchestrator")
-        for svc in SERVICES:
-            extra = ["--name", svc.name, "--jobs-every", "45"] if svc.kind == "comfyui" else [
-                "--name", svc.name]
-            if svc.kind == "orchestrator":
-                extra += ["--backends", backends]
-            if svc.name == "comfyui-qwen":
-                health = sd.health_cmd("/login", svc.container_port)
-            elif svc.name == "flux-1-dev":  # the reference stack's mistake, kept on purpose
-                health = sd.health_cmd("/system_stats", svc.container_port)
-            else:
-                health = sd.health_cmd(svc.health_path, svc.container_port)
-            sd.run_sim(
-                self.client, name=f"{self.prefix}{svc.name}", kind=svc.kind,
-                host_port=ports[svc.name], container_port=svc.container_port,
-                login_dir=(self.root / "login" / svc.name) if svc.kind == "comfyui" else None,
-                extra_args=extra, owner=self.owner, compose_project=DEMO_PROJECT,
-                compose_service=svc.name, restart_policy={"Name": "unless-stopped"},
-                healthcheck={"test": health, "interval": 10_000_000_000,
-                             "timeout": 5_000_000_000, "retries": 3,
-                             "start_period": 5_000_000_000},
-                network=self.network,
-            )
+        start_services(self.client, self.root, ports, prefix=self.prefix, network=self.network,
+                       owner=self.owner, compose_project=DEMO_PROJECT)
         return config_path
 
     def stop(self) -> None:

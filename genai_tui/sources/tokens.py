@@ -53,7 +53,6 @@ HASH_FORMATS = ("password_file", "hash_file", "env", "json")
 #: user name written when unify has to create a PASSWORD file and no other one exists
 DEFAULT_USER = "admin"
 _BOM = b"\xef\xbb\xbf"
-_TOKEN_LINE = re.compile(r"For direct API calls, use token=(\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53})")
 
 #: problems unify repairs when it rewrites a location, per format (the others are reported
 #: only: unify keeps modes, and keeps every byte of an .env file outside the token line)
@@ -478,11 +477,21 @@ def read_report(tokens: TokensConfig) -> TokensReport:
 def token_fingerprint_from_log(text: str) -> str | None:
     """Fingerprint of the hash in the last `For direct API calls, use token=` line (the one
     in force for the latest start), or None."""
-    last = None
+    event = _last_token_event("", text, None)
+    return event.fingerprint if event is not None else None
+
+
+def _last_token_event(service: str, text: str, at: datetime | None) -> LogEvent | None:
+    """The last token line of a log, parsed the way the log panel parses it."""
+    from genai_tui.sources import logtext
+
+    last: LogEvent | None = None
     for line in re.split(r"[\r\n]", text):
-        for m in _TOKEN_LINE.finditer(line):
-            last = m.group(1)
-    return fingerprint(last) if last else None
+        if "use token=" in line:
+            ev = logtext.log_event(service, line, at)
+            if ev is not None and ev.kind == "token":
+                last = ev
+    return last
 
 
 def _canonical_fp(report: TokensReport) -> str | None:
@@ -1269,8 +1278,6 @@ def log_events_for_check(config: Config, docker_source: Any,
                          containers: Sequence[Any]) -> list[LogEvent]:
     """The token line in force for each running ComfyUI container, read once from its logs
     since its last start (bounded), for `check` and `tokens status`."""
-    from genai_tui.sources import logtext
-
     out: list[LogEvent] = []
     running = {c.service: c for c in containers if getattr(c, "running", False) and c.id}
     for svc in config.services:
@@ -1281,12 +1288,7 @@ def log_events_for_check(config: Config, docker_source: Any,
             text = _logs_since_start(docker_source.client(), info.id, info.started_at)
         except Exception:  # an engine hiccup only costs this hint
             continue
-        last: LogEvent | None = None
-        for line in re.split(r"[\r\n]", text):
-            if "use token=" in line:
-                ev = logtext.log_event(svc.name, line, info.started_at)
-                if ev is not None and ev.kind == "token":
-                    last = ev
+        last = _last_token_event(svc.name, text, info.started_at)
         if last is not None:
             out.append(last)
     return out

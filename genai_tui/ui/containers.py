@@ -15,6 +15,7 @@ from genai_tui.model import ContainerInfo, DockerStatus
 from genai_tui.sources.docker import ContainerMonitor
 from genai_tui.sources.process import ProcessMonitor
 from genai_tui.ui.context import AppContext
+from genai_tui.ui.render import add_row, forget_cells, set_cell
 
 COLUMNS = (
     ("service", "Service", 19),
@@ -113,12 +114,6 @@ def _image(info: ContainerInfo) -> str:
     return "process not found" if info.missing else info.image
 
 
-def _signature(cell: Text | str | None) -> tuple[str, str]:
-    if isinstance(cell, Text):
-        return cell.plain, str(cell.style) + repr(cell.spans)
-    return str(cell), ""
-
-
 class ContainersChanged(Message):
     """Posted from a monitor's thread; only the newest queued one per monitor matters.
     `status` is None for process-runtime updates (they say nothing about Docker)."""
@@ -150,7 +145,6 @@ class ContainersPanel(Vertical):
         self.monitor: ContainerMonitor | None = None
         self.processes: ProcessMonitor | None = None
         self._start_monitor = monitor
-        self._last: dict[str, dict[str, Text | str]] = {}
         self._infos: dict[str, ContainerInfo] = {}
         self._hidden: tuple[str, ...] = ()
 
@@ -168,6 +162,7 @@ class ContainersPanel(Vertical):
         table = self.query_one(DataTable)
         cursor = table.cursor_row
         table.clear(columns=True)
+        forget_cells(table)
         for key, label, width in self.columns:
             table.add_column(label, key=key, width=width)
         for svc in self.ctx.config.services:
@@ -178,8 +173,7 @@ class ContainersPanel(Vertical):
             cells = row_cells(info)
             if info.state == "…":
                 cells["state"] = Text("…", style="dim")
-            table.add_row(*(cells[k] for k, _, _ in self.columns), key=svc.name)
-            self._last[svc.name] = cells
+            add_row(table, svc.name, {k: cells[k] for k, _, _ in self.columns})
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
 
@@ -238,11 +232,8 @@ class ContainersPanel(Vertical):
     def _update_row(self, info: ContainerInfo) -> None:
         table = self.query_one(DataTable)
         cells = row_cells(info)
-        old = self._last.get(info.service, {})
         for key, _, _ in self.columns:
-            if _signature(old.get(key)) != _signature(cells[key]):
-                table.update_cell(info.service, key, cells[key])
-        self._last[info.service] = cells
+            set_cell(table, info.service, key, cells[key])
 
     def _tick_uptime(self) -> None:
         for info in self._infos.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.text import Text
@@ -25,10 +26,27 @@ def update_if_changed(widget: Static, content: Text | str) -> None:
 def set_cell(table: DataTable[Any], row: str, column: str, value: Text | str) -> None:
     """`update_cell` only when the cell really changes (each update repaints the table)."""
     key = _key(value)
-    seen: dict[tuple[str, str], object] = table.__dict__.setdefault("_genai_cells", {})
+    seen = _seen(table)
     if seen.get((row, column)) != key:
         seen[(row, column)] = key
         table.update_cell(row, column, value)
+
+
+def add_row(table: DataTable[Any], row: str, cells: Mapping[str, Text | str]) -> None:
+    """`add_row` (cells in column order) that remembers them for `set_cell`."""
+    table.add_row(*cells.values(), key=row)
+    seen = _seen(table)
+    for column, value in cells.items():
+        seen[(row, column)] = _key(value)
+
+
+def forget_cells(table: DataTable[Any]) -> None:
+    """After `table.clear()`: nothing shown is remembered any more."""
+    _seen(table).clear()
+
+
+def _seen(table: DataTable[Any]) -> dict[tuple[str, str], object]:
+    return table.__dict__.setdefault("_genai_cells", {})
 
 
 def _key(value: Text | str) -> object:

@@ -84,36 +84,10 @@ class BenchStack:
         config.write_text(text)
         self.config_path = config
 
-        try:
-            self.client.networks.get(self.network)
-        except docker.errors.NotFound:
-            self.client.networks.create(self.network, labels={sd.OWNER_LABEL: self.owner})
-        backends = ",".join(f"{s.name}=http://{self.prefix}{s.name}:{s.container_port}/"
-                            for s in demo.SERVICES if s.kind != "orchestrator")
-        for svc in demo.SERVICES:
-            extra = ["--name", svc.name]
-            if svc.kind == "comfyui":
-                extra += ["--jobs-every", "45"]
-            if svc.kind == "orchestrator":
-                extra += ["--backends", backends]
-            if svc.name == "comfyui-qwen":
-                health = sd.health_cmd("/login", svc.container_port)
-            elif svc.name == "flux-1-dev":
-                health = sd.health_cmd("/system_stats", svc.container_port)
-            else:
-                health = sd.health_cmd(svc.health_path, svc.container_port)
-            sd.run_sim(
-                self.client, name=f"{self.prefix}{svc.name}", kind=svc.kind,
-                host_port=ports[svc.name], container_port=svc.container_port,
-                login_dir=(self.root / "login" / svc.name) if svc.kind == "comfyui" else None,
-                extra_args=extra, owner=self.owner, compose_project=f"bench-{self.tag}",
-                compose_service=self.service_name(svc.name),
-                restart_policy={"Name": "unless-stopped"},
-                healthcheck={"test": health, "interval": 10_000_000_000,
-                             "timeout": 5_000_000_000, "retries": 3,
-                             "start_period": 5_000_000_000},
-                network=self.network,
-            )
+        demo.start_services(self.client, self.root, ports, prefix=self.prefix,
+                            network=self.network, owner=self.owner,
+                            compose_project=f"bench-{self.tag}",
+                            compose_service=self.service_name)
         return config
 
     def container(self, name: str):
