@@ -30,6 +30,8 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,7 +44,7 @@ from docker.types.daemon import CancellableStream
 from genai_tui.config import Config, DockerConfig, LogConfig, ServiceConfig, TokensConfig
 from genai_tui.model import LogEvent
 from genai_tui.secret import BCRYPT_ANYWHERE
-from genai_tui.sources.logtext import Redactor, analyze, clean_line
+from genai_tui.sources.logtext import LineProcessor, Redactor, classify
 
 COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_ONEOFF = "com.docker.compose.oneoff"
@@ -53,17 +55,97 @@ RAW_LINE_CAP = 1 << 20
 DOCKER_PART = 16 * 1024
 #: LogLine.kind of the lines the follower writes itself (restarts, removal)
 META = "meta"
-EVENTS_MAX = 200
+#: diagnosis events kept per (service, kind)
+EVENTS_PER_KIND = 50
+#: a busy stream is read at most this often (seconds) unless a read brings BATCH_BYTES:
+#: short, because the engine stops writing once the socket buffer (~200 KB) is full
+BATCH_WINDOW = 0.01
+BATCH_BYTES = 32 * 1024
+_TS = itemgetter(0)
 
 
-@dataclass(frozen=True, slots=True)
+#: `LogLine.kind` not worked out yet
+LATER: Any = object()
+
+
 class LogLine:
-    """One stored line: already sanitised and redacted."""
+    """One stored line, already sanitised (no byte of it can drive a terminal).
 
-    ts: int  # ns since the epoch (UTC) as Docker stamped it; 0 when unknown
-    service: str
-    text: str
-    kind: str | None = None  # a logtext.KINDS value, META, or None
+    Two things are done the first time they are asked for rather than for every line
+    read, because a flood's lines mostly scroll by unseen: redaction (`text` goes through
+    the follower's `Redactor` before anything — drawing, saving, searching, a test — can
+    read it; the hub's newest secrets apply) and the highlight class (`kind`: a
+    logtext.KINDS value, META or None, from the redacted text). The follower decides the
+    class up front where it depends on context (traceback continuations) or comes with a
+    diagnosis event. Only the UI thread reads lines, so the lazy steps need no lock."""
+
+    __slots__ = ("ts", "service", "hint", "_text", "_kind", "_redactor")
+
+    def __init__(self, ts: int, service: str, text: str, kind: Any = LATER,
+                 redactor: Redactor | None = None) -> None:
+        self.ts = ts  # ns since the epoch (UTC) as Docker stamped it; 0 when unknown
+        self.service = service
+        self.hint = len(text)  # width before redaction: the view's first guess
+        self._text = text
+        self._kind = kind
+        self._redactor = redactor  # None once `text` is final
+
+    @property
+    def text(self) -> str:
+        redactor = self._redactor
+        if redactor is not None:
+            self._text = redactor.redact(self._text)
+            self._redactor = None
+        return self._text
+
+    @property
+    def kind(self) -> str | None:
+        kind = self._kind
+        if kind is LATER:
+            kind = self._kind = classify(self.text)
+        return kind
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LogLine):
+            return NotImplemented
+        return (self.ts, self.service, self.text, self.kind) == (
+            other.ts, other.service, other.text, other.kind)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"LogLine(ts={self.ts}, service={self.service!r}, text={self.text!r}, "
+                f"kind={self.kind!r})")
+
+
+class RecentEvents:
+    """Diagnosis events, the newest `per_kind` of each (service, kind): a flood of one kind
+    (a job finishing every millisecond) cannot push out the token line of start-up."""
+
+    def __init__(self, per_kind: int = EVENTS_PER_KIND) -> None:
+        self.per_kind = per_kind
+        self._by_kind: dict[tuple[str, str], deque[LogEvent]] = {}
+
+    def __len__(self) -> int:
+        return sum(map(len, self._by_kind.values()))
+
+    def extend(self, events: Iterable[LogEvent]) -> None:
+        for ev in events:
+            q = self._by_kind.get((ev.service, ev.kind))
+            if q is None:
+                q = self._by_kind[(ev.service, ev.kind)] = deque(maxlen=self.per_kind)
+            q.append(ev)
+
+    def list(self) -> list[LogEvent]:
+        """All kept events, oldest first."""
+        out = [ev for q in self._by_kind.values() for ev in q]
+        out.sort(key=lambda ev: ev.at.timestamp() if ev.at else 0.0)
+        return out
+
+    def take(self) -> list[LogEvent]:
+        out = self.list()
+        self._by_kind.clear()
+        return out
 
 
 # ------------------------------------------------------------------ timestamps
@@ -105,6 +187,26 @@ def parse_ts(token: bytes | str) -> int | None:
         return (secs - offset) * 1_000_000_000 + frac
     except (ValueError, IndexError, UnicodeDecodeError):
         return None
+
+
+#: what `LineAssembler._whole_lines` takes: stream 1/2 header (its size is checked), a
+#: fixed-width RFC3339Nano time, one line of text
+_WHOLE_LINE = re.compile(
+    rb"[\x01\x02]\x00\x00\x00(....)(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{9})Z ([^\n]*)\n",
+    re.S)
+_SECONDS_B: dict[bytes, int] = {}
+
+
+def _seconds_b(base: bytes) -> int | None:
+    """`YYYY-MM-DDTHH:MM:SS` → seconds since the epoch (cached: a log's lines share them)."""
+    try:
+        secs = calendar.timegm(time.strptime(base.decode("ascii"), "%Y-%m-%dT%H:%M:%S"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if len(_SECONDS_B) > 4096:
+        _SECONDS_B.clear()
+    _SECONDS_B[base] = secs
+    return secs
 
 
 def format_since(ts_ns: int) -> str:
@@ -193,7 +295,7 @@ def _dechunk(fp: Any) -> Iterator[bytes]:
     state, left = size_line, 0
     buf = b""
     while True:
-        chunk = fp.read1(65536)
+        chunk = fp.read1(1 << 18)
         if not chunk:
             return
         buf = buf + chunk if buf else chunk
@@ -369,13 +471,18 @@ class LineAssembler:
         buf = self._buf
         buf += chunk
         if self.framed:
+            data = bytes(buf)
             pos = 0
-            n = len(buf)
-            while n - pos >= 8:
-                stream, size = _HEADER.unpack_from(buf, pos)
+            n = len(data)
+            while True:
+                if self.timestamped and not self._partial:
+                    pos = self._whole_lines(data, pos, out)
+                if n - pos < 8:
+                    break
+                stream, size = _HEADER.unpack_from(data, pos)
                 if n - pos - 8 < size:
                     break
-                payload = bytes(buf[pos + 8:pos + 8 + size])
+                payload = data[pos + 8:pos + 8 + size]
                 pos += 8 + size
                 if stream in (1, 2):
                     self._message(stream, payload, out)
@@ -395,6 +502,29 @@ class LineAssembler:
                 self._message(1, bytes(buf), out)
                 buf.clear()
         return out
+
+    def _whole_lines(self, data: bytes, pos: int, out: list[tuple[int, bytes, int]]) -> int:
+        """The common case in one regex pass: frames that each hold one whole line with
+        Docker's fixed-width timestamp. Stops at the first frame that is anything else
+        (a 16 KiB part, several lines, a header whose size disagrees...) and returns its
+        offset for `_message` to handle."""
+        seconds = _SECONDS_B
+        ts = -1
+        for m in _WHOLE_LINE.finditer(data, pos):
+            end = m.end()
+            if m.start() != pos or int.from_bytes(m[1], "big") != end - pos - 8:
+                break
+            secs = seconds.get(m[2])
+            if secs is None:
+                secs = _seconds_b(m[2])
+                if secs is None:
+                    break
+            ts = secs * 1_000_000_000 + int(m[3])
+            out.append((ts, m[4], 0))
+            pos = end
+        if ts >= 0:
+            self.last_ts = ts
+        return pos
 
     def _message(self, stream: int, payload: bytes, out: list[tuple[int, bytes, int]]) -> None:
         sp = payload.find(b" ", 0, 40) if self.timestamped else -1
@@ -502,7 +632,7 @@ class LogFollower:
         self.removed_poll = removed_poll
         self._buffer: deque[LogLine] = deque(maxlen=buffer_lines)
         self._pending: deque[LogLine] = deque(maxlen=buffer_lines)
-        self._events: deque[LogEvent] = deque(maxlen=EVENTS_MAX)
+        self._events = RecentEvents()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -518,8 +648,7 @@ class LogFollower:
         self._last_ts = 0
         self._at_last: list[bytes] = []
         self._replay: Counter[bytes] | None = None
-        self._prev_kind: str | None = None
-        self._last_oom = 0
+        self._processor = LineProcessor(service, max_line_bytes)
 
     # ---------------------------------------------------------- lifecycle
 
@@ -592,9 +721,7 @@ class LogFollower:
         if not self._events:
             return []
         with self._lock:
-            out = list(self._events)
-            self._events.clear()
-        return out
+            return self._events.take()
 
     @property
     def status_text(self) -> str:
@@ -685,6 +812,7 @@ class LogFollower:
             self._stream = stream
         self._replay = Counter(self._at_last) if since else None
         asm = LineAssembler(stream.framed)
+        read_at = 0.0
         try:
             for chunk in stream:
                 if self._stop.is_set():
@@ -692,6 +820,13 @@ class LogFollower:
                 lines = asm.feed(chunk)
                 if lines:
                     self._ingest(lines)
+                # A busy stream is read in gulps: what arrives within BATCH_WINDOW of the
+                # last read waits in the socket and is taken in one batch (per-read costs
+                # dominate otherwise). A line after a quiet spell is taken at once.
+                now = time.monotonic()
+                if len(chunk) < BATCH_BYTES and now - read_at < BATCH_WINDOW:
+                    self._stop.wait(BATCH_WINDOW - (now - read_at))
+                read_at = time.monotonic()
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError,
                 ValueError, AttributeError):
             pass  # closed by us, idle timeout, engine gone: decided by _after_stream
@@ -753,52 +888,62 @@ class LogFollower:
             self.total += 1
 
     def _ingest(self, lines: list[tuple[int, bytes, int]]) -> None:
-        out: list[LogLine] = []
-        events: list[LogEvent] = []
-        redact = self.redactor.redact
-        service = self.service
-        max_len = self.max_line_bytes
-        dedupe = self.DEDUPE
-        for ts, raw, dropped in lines:
+        if not self.DEDUPE:  # files are read by offset: nothing comes twice
+            self._last_ts = max(self._last_ts, max(lines, key=_TS)[0])
+        elif self._replay is not None:
+            lines = self._unseen(lines)
+        else:
+            self._note_last(lines)
+        if not lines:
+            return
+        tss, raws, drops = zip(*lines, strict=True)
+        texts, kinds, events = self._processor.process(tss, raws, drops)
+        out = list(map(LogLine, tss, repeat(self.service), texts, repeat(LATER),
+                       repeat(self.redactor)))
+        for i, kind in kinds.items():
+            out[i]._kind = kind
+        with self._lock:
+            self._buffer.extend(out)
+            self._pending.extend(out)
+            self._events.extend(events)
+            self.total += len(out)
+
+    def _note_last(self, lines: list[tuple[int, bytes, int]]) -> None:
+        """A live stream: nothing to drop, but remember the newest timestamp and the lines
+        that carry it, to recognise them when a reopened stream delivers them again.
+        (stdout and stderr lines may arrive slightly out of timestamp order.)"""
+        newest = max(lines, key=_TS)[0]
+        last = self._last_ts
+        if newest < last:
+            return
+        at = [raw for ts, raw, _ in lines if ts == newest]
+        if newest == last:
+            self._at_last.extend(at)
+        else:
+            self._last_ts, self._at_last = newest, at
+
+    def _unseen(self, lines: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes, int]]:
+        """After a reopen: drop what an earlier stream of this container delivered — older
+        lines, and at the boundary timestamp the exact bytes seen there — until the first
+        newer line ends the replay (from then on it is a live stream again)."""
+        out: list[tuple[int, bytes, int]] = []
+        for k, item in enumerate(lines):
+            ts, raw, _ = item
             last = self._last_ts
-            if not dedupe:  # files are read by offset: nothing comes twice
-                if ts > last:
-                    self._last_ts = ts
-            # --- dedupe against what an earlier stream of this container delivered. Only
-            # while replaying after a reopen: in a live stream stdout and stderr lines may
-            # arrive slightly out of timestamp order, and none of them is a repeat.
-            elif ts > last:
-                self._last_ts = ts
-                self._at_last = [raw]
+            if ts > last:
                 self._replay = None
-            elif ts == last:
-                replay = self._replay
-                if replay and replay.get(raw):
-                    replay[raw] -= 1
-                    continue
-                self._at_last.append(raw)
-            elif self._replay is not None:
-                continue  # older than what we already have
-            # --- clean, diagnose (before redaction), redact, classify
-            text = clean_line(raw.decode("utf-8", "replace"), max_len, dropped)
-            kind, ev = analyze(service, text, ts)
-            if ev is not None:
-                if ev.kind == "oom":
-                    if ts - self._last_oom < 10_000_000_000:
-                        ev = None
-                    self._last_oom = ts
-                if ev is not None:
-                    events.append(ev)
-            if kind is None and self._prev_kind == "traceback" and text[:1] in (" ", "\t"):
-                kind = "traceback"
-            self._prev_kind = kind
-            out.append(LogLine(ts, service, redact(text), kind))
-        if out or events:
-            with self._lock:
-                self._buffer.extend(out)
-                self._pending.extend(out)
-                self._events.extend(events)
-                self.total += len(out)
+                self._note_last(lines[k:])
+                out.extend(lines[k:])
+                break
+            if ts < last:
+                continue
+            replay = self._replay
+            if replay and replay.get(raw):
+                replay[raw] -= 1
+                continue
+            self._at_last.append(raw)
+            out.append(item)
+        return out
 
 
 # ------------------------------------------------------------------ log files (process services)

@@ -6,14 +6,19 @@ prints its bearer token at start-up. Everything here is pure (no I/O) so the fol
 the UI, the saved files and the tests all share one definition of "clean".
 
 Order of use, per line: `clean_line` (or `sanitize` for a blob) → `log_event` on the clean
-but not yet redacted text (it needs the hash to fingerprint it) → `Redactor.redact` → store.
+but not yet redacted text (it needs the hash to fingerprint it) → store → `Redactor.redact`
+before the text is shown, saved or searched. `LineProcessor` does the first steps for a
+whole batch of a follower's lines.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from itertools import accumulate, count
+from operator import add
 
 from genai_tui.model import LogEvent
 from genai_tui.secret import BCRYPT_ANYWHERE, fingerprint
@@ -36,6 +41,11 @@ _ESCAPES = re.compile(
     r"|\x1b[ -/]*[0-~]"  # two-char escapes: ESC 7, ESC c, ESC ( B, ESC # 8 ...
     r"|\x1b"  # a lone ESC (end of line, or before a byte no sequence accepts)
 )
+# The common case is cheaper: with no string sequence and no 8-bit introducer in a line,
+# only these can occur, and a pattern that starts with one literal is scanned fast.
+_SIMPLE_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[ -/]*[0-~]|)")
+_STRING_ESC = re.compile(r"\x1b[]PX^_]")
+_C1_INTRODUCERS = "\x90\x98\x9b\x9d\x9e\x9f"
 # Everything else that is not plain text: C0 (tab is expanded before), DEL, C1, bidi
 # embeddings/overrides/isolates and marks (Trojan-Source style reordering), line/paragraph
 # separators, and lone surrogates (unencodable, they would crash the terminal writer).
@@ -52,21 +62,31 @@ def clean_line(text: str, max_len: int = MAX_LINE_BYTES, dropped: int = 0) -> st
     `dropped` counts bytes the caller already discarded (an over-long partial line), so the
     cut marker tells the whole truth."""
     if not (text.isascii() and text.isprintable()):
-        text = _ESCAPES.sub("", text)
-        if "\r" in text:
-            text = _last_segment(text)
-        if "\t" in text:
-            text = text.expandtabs(8)
-        text = _CONTROLS.sub("", text)
+        if any(c in text for c in _C1_INTRODUCERS) or (
+                "\x1b" in text and _STRING_ESC.search(text)):
+            text = _printable(text, _ESCAPES)
+        elif "\r" in text:
+            # a progress bar's frames: only the last that shows anything needs cleaning
+            # (only string sequences, absent here, can span a `\r`)
+            parts = reversed(text.split("\r"))
+            text = next(filter(None, (_printable(p, _SIMPLE_ESCAPES) for p in parts)), "")
+        else:
+            text = _printable(text, _SIMPLE_ESCAPES)
     return _cut(text, max_len, dropped)
 
 
-def _last_segment(text: str) -> str:
-    """What a terminal would show after `\\r` rewrites: the last non-empty segment."""
-    for seg in reversed(text.split("\r")):
-        if seg:
-            return seg
-    return ""
+def _printable(text: str, escapes: re.Pattern[str]) -> str:
+    text = escapes.sub("", text)
+    if "\r" in text:  # what a terminal shows after `\r` rewrites: the last segment that
+        return next(filter(None, map(_visible, reversed(text.split("\r")))), "")  # shows
+    return _visible(text)
+
+
+def _visible(text: str) -> str:
+    """Escape-free text without `\\r`: tabs expanded, controls removed."""
+    if "\t" in text:
+        text = text.expandtabs(8)
+    return text if text.isprintable() else _CONTROLS.sub("", text)
 
 
 def _cut(text: str, max_len: int, dropped: int = 0) -> str:
@@ -241,13 +261,6 @@ def classify(line: str) -> str | None:
     return _classify(line)
 
 
-def analyze(service: str, line: str, ts: int = 0) -> tuple[str | None, LogEvent | None]:
-    """`classify` and `log_event` in one pass (the follower's hot path: one pre-check)."""
-    if not _CLASSIFY_TRIGGER.search(line.lower()):
-        return None, None
-    return _classify(line), _event(service, line, ts)
-
-
 def _classify(line: str) -> str | None:
     if _NO_PASSWORD in line:
         return "login_error"
@@ -302,3 +315,107 @@ def _event(service: str, line: str, ts: int | datetime | None) -> LogEvent | Non
         return None
     at = ts if isinstance(ts, datetime) else ts_to_datetime(ts or 0)
     return LogEvent(service=service, kind=kind, at=at, fingerprint=fp)
+
+
+# ------------------------------------------------------------------ a batch at a time
+
+#: what can make `_event` or `_TRACEBACK` match, case as written, on the raw bytes of a
+#: batch: the lines whose class is worked out now; any other line's class can wait until
+#: it is drawn (`LogLine.kind`)
+_EVENT_B = re.compile(
+    rb"For direct API calls, use token=|Please set up your password before use"
+    rb"|\(IMPORT FAILED\)|Got an OOM|OutOfMemoryError|CUDA out of memory"
+    rb"|Prompt executed in |!!! Exception during processing !!!"
+    rb"|Traceback \(most recent call last\):|File \""
+)
+#: OOM lines come in bursts (exception, traceback, "Got an OOM"): one event per 10 s
+OOM_EVENT_GAP_NS = 10_000_000_000
+
+
+class LineProcessor:
+    """Raw lines of one service → the sanitised text to store, the highlight classes that
+    must be decided now, and diagnosis events; a batch at a time, because a flooding
+    container sends thousands of lines per second and most of them are plain ASCII with
+    nothing to clean or report: one whole-batch scan settles those, and only the lines it
+    hits (or that are not plain) go through the per-line functions.
+
+    Redaction is not done here: `LogLine.text` applies it when the line is first read.
+    A class is decided here for lines that carry an event or belong to a traceback (its
+    indented continuation lines depend on the line before, which only the follower sees
+    in order); `LogLine.kind` works out the others when they are drawn."""
+
+    def __init__(self, service: str, max_len: int = MAX_LINE_BYTES) -> None:
+        self.service = service
+        self.max_len = max_len
+        self.prev_kind: str | None = None
+        self.last_oom = 0
+
+    def process(self, tss: Sequence[int], raws: Sequence[bytes], drops: Sequence[int],
+                ) -> tuple[list[str], dict[int, str | None], list[LogEvent]]:
+        """Parallel sequences in (raw lines hold no `\n`); the clean, NOT yet redacted
+        texts, the classes decided now (by line index) and the events out."""
+        n = len(raws)
+        blob = b"\n".join(raws)
+        texts = blob.decode("utf-8", "replace").split("\n")  # = each line decoded alone
+        if len(texts) != n:  # a raw line with `\n` inside (never from LineAssembler)
+            texts = [r.decode("utf-8", "replace") for r in raws]
+            decide = set(range(n))
+        else:
+            ends = list(map(add, accumulate(map(len, raws)), count(1)))
+            decide = _lines_hit(_EVENT_B, blob, ends)
+        # not printable ASCII, or maybe longer than the cap: clean_line, the long way
+        cap = self.max_len // 4
+        slow = {i for i, t in enumerate(texts) if not (t.isascii() and t.isprintable())}
+        if n and (max(map(len, texts)) > cap or any(drops)):
+            slow.update(i for i, t in enumerate(texts) if len(t) > cap or drops[i])
+        kinds: dict[int, str | None] = {}
+        events: list[LogEvent] = []
+        for i in sorted(slow | decide):
+            text = texts[i]
+            if i in slow:
+                texts[i] = text = clean_line(text, self.max_len, drops[i])
+                if i not in decide and not _EVENT_B.search(text.encode("utf-8", "replace")):
+                    continue
+            if 'File "' in text or "Traceback (" in text:  # its class steers the next lines
+                kinds[i] = _classify(text)
+            ev = _event(self.service, text, tss[i])  # unredacted: it fingerprints the hash
+            if ev is not None:
+                if ev.kind != "oom" or tss[i] - self.last_oom >= OOM_EVENT_GAP_NS:
+                    events.append(ev)
+                if ev.kind == "oom":
+                    self.last_oom = tss[i]
+        self._continue_tracebacks(texts, kinds)
+        return texts, kinds, events
+
+    def _continue_tracebacks(self, texts: list[str], kinds: dict[int, str | None]) -> None:
+        """Indented lines right after a traceback line belong to it, unless they have a
+        class of their own. Every traceback line is decided here (`_EVENT_B` finds its
+        start), so an undecided last line of a batch is no traceback."""
+        starts = sorted(i for i, k in kinds.items() if k == "traceback")
+        if self.prev_kind == "traceback":
+            starts.insert(0, -1)
+        n = len(texts)
+        for i in starts:
+            j = i + 1
+            while j < n and texts[j][:1] == " ":
+                kind = kinds[j] if j in kinds else classify(texts[j])
+                if kind not in (None, "traceback"):
+                    kinds[j] = kind
+                    break
+                kinds[j] = "traceback"
+                j += 1
+        if n:
+            self.prev_kind = kinds.get(n - 1)
+
+
+def _lines_hit(rx: re.Pattern[bytes], blob: bytes, ends: list[int]) -> set[int]:
+    """Indexes of the lines of `blob` (`ends[i]` = offset after line i's `\n`) in which
+    `rx` matches; one search per line hit, the rest of that line is skipped."""
+    hit: set[int] = set()
+    search = rx.search
+    pos = 0
+    while (m := search(blob, pos)) is not None:
+        i = bisect_right(ends, m.start())
+        hit.add(i)
+        pos = ends[i]
+    return hit

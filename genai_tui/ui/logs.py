@@ -1,10 +1,11 @@
 """The log panel: a virtual (line-API) view over the followed container's ring buffer.
 
-Lines arrive already sanitised and redacted (`genai_tui.sources.logs`); this module only
-decides what to draw. Only the rows on screen are rendered (toolong style: `ScrollView` +
-`render_line`, with an LRU of rendered strips), and new lines are taken from the follower
-threads by one timer in batches, so a container printing 20k lines/s costs one cheap
-update every `flush_interval` and the UI never waits on Docker.
+Lines arrive already sanitised (`genai_tui.sources.logs`), and `LogLine.text` redacts on
+first read, so a line is redacted and classified only when it is drawn, searched or saved;
+this module only decides what to draw. Only the rows on screen are rendered (toolong style:
+`ScrollView` + `render_line`, with an LRU of rendered strips), and new lines are taken from
+the follower threads by one timer in batches, so a container printing 20k lines/s costs one
+cheap update every `flush_interval` and the UI never waits on Docker.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Protocol
 
@@ -36,8 +38,8 @@ from textual.strip import Strip
 from textual.widgets import Input, Static
 
 from genai_tui.model import LogEvent
-from genai_tui.sources.logs import EVENTS_MAX, LogHub, LogLine, MergedLogs
-from genai_tui.sources.logtext import Redactor, classify, clean_line
+from genai_tui.sources.logs import LogHub, LogLine, MergedLogs, RecentEvents
+from genai_tui.sources.logtext import Redactor, clean_line
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.render import update_if_changed
 
@@ -55,6 +57,9 @@ KIND_STYLES: dict[str | None, Style] = {
 }
 #: published at once; other events (job_done...) at most once a second
 URGENT_EVENTS = ("token", "no_password", "import_failed", "oom")
+#: a flush that brings this many lines means a flood: the next FLOOD_SKIP ticks are skipped
+FLOOD_BATCH = 500
+FLOOD_SKIP = 2
 MATCH_STYLE = Style(color="black", bgcolor="yellow")
 CURRENT_STYLE = Style(color="black", bgcolor="bright_cyan", bold=True)
 TS_STYLE = Style(dim=True)
@@ -92,14 +97,12 @@ def iso_ts(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns:09d}Z"
 
 
-class _Entry:
-    __slots__ = ("line", "cells")
+_HINT = attrgetter("hint")
 
-    def __init__(self, line: LogLine) -> None:
-        self.line = line
-        text = line.text
-        # clean ASCII (most log lines) is one cell per character: skip the width tables
-        self.cells = len(text) if text.isascii() else cell_len(text)
+
+def _cells(text: str) -> int:
+    # clean ASCII (most log lines) is one cell per character: skip the width tables
+    return len(text) if text.isascii() else cell_len(text)
 
 
 class LogView(ScrollView, can_focus=True):
@@ -118,14 +121,18 @@ class LogView(ScrollView, can_focus=True):
     def __init__(self, max_lines: int = 5000, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.max_lines = max_lines
-        self._entries: list[_Entry] = []
-        self._base = 0  # seq of _entries[0]
+        # the lines, and their width in cells once known (-1: not drawn or measured yet;
+        # measuring reads `text`, which redacts: most lines of a flood never need it)
+        self._lines: list[LogLine] = []
+        self._widths: list[int] = []
+        self._base = 0  # seq of _lines[0]
         self._offset = 0  # entries before this index are evicted (compacted lazily)
         self._next_seq = 0
         self._filter: re.Pattern[str] | None = None
         self._visible: list[int] | None = None  # matching seqs while a filter is set
         self._row_starts: list[int] | None = None  # wrap mode: first row of each visible line
-        self._max_cells = 0
+        self._max_cells = 0  # widest line seen (by `LogLine.hint` until drawn)
+        self._widest_stale = False
         self._cache: LRUCache[int, Strip] = LRUCache(1024)
         self.show_ts = False
         self.wrap = False
@@ -143,7 +150,7 @@ class LogView(ScrollView, can_focus=True):
 
     @property
     def line_count(self) -> int:
-        return len(self._entries) - self._offset
+        return len(self._lines) - self._offset
 
     @property
     def match_count(self) -> int:
@@ -152,19 +159,31 @@ class LogView(ScrollView, can_focus=True):
     @property
     def newest_ts(self) -> int:
         """Timestamp of the newest line in the view (0 when empty)."""
-        return self._entries[-1].line.ts if self.line_count else 0
+        return self._lines[-1].ts if self.line_count else 0
 
-    def entry(self, seq: int) -> _Entry:
-        return self._entries[seq - self._base]
+    def line(self, seq: int) -> LogLine:
+        return self._lines[seq - self._base]
+
+    def width(self, seq: int) -> int:
+        """Cells of that line's (redacted) text."""
+        i = seq - self._base
+        w = self._widths[i]
+        if w < 0:
+            line = self._lines[i]
+            w = self._widths[i] = _cells(line.text)
+            if w != line.hint and max(w, line.hint) >= self._max_cells:
+                self._widest_stale = True  # the widest line is wider or narrower than guessed
+        return w
 
     def lines(self) -> list[LogLine]:
         """The lines currently in view (filtered when a filter is set), oldest first."""
         if self._visible is not None:
-            return [self.entry(s).line for s in self._visible]
-        return [e.line for e in self._entries[self._offset:]]
+            return [self.line(s) for s in self._visible]
+        return self._lines[self._offset:]
 
     def clear(self) -> None:
-        self._entries = []
+        self._lines = []
+        self._widths = []
         self._base = self._next_seq
         self._offset = 0
         self._visible = [] if self._filter is not None else None
@@ -190,22 +209,23 @@ class LogView(ScrollView, can_focus=True):
             return
         at_end = self.is_vertical_scroll_end
         anchor = None if (follow and at_end) else self._anchor()
-        entries = self._entries
         rx = self._filter
         visible = self._visible
-        for line in lines:
-            e = _Entry(line)
-            entries.append(e)
-            if e.cells > self._max_cells:
-                self._max_cells = e.cells
-            if rx is not None and visible is not None and rx.search(line.text):
-                visible.append(self._next_seq)
-            self._next_seq += 1
+        first = self._next_seq
+        self._lines.extend(lines)
+        self._widths.extend([-1] * len(lines))
+        self._next_seq += len(lines)
+        widest = max(map(_HINT, lines))
+        if widest > self._max_cells:
+            self._max_cells = widest
+        if rx is not None and visible is not None:  # a filter searches the redacted text
+            visible.extend(first + k for k, line in enumerate(lines) if rx.search(line.text))
         overflow = self.line_count - self.max_lines
         if overflow > 0:
             self._offset += overflow
             if self._offset > self.max_lines:  # compact now and then: O(1) amortised
-                del entries[:self._offset]
+                del self._lines[:self._offset]
+                del self._widths[:self._offset]
                 self._base += self._offset
                 self._offset = 0
             if visible is not None:
@@ -228,8 +248,8 @@ class LogView(ScrollView, can_focus=True):
             self._visible = None
         else:
             base = self._base
-            self._visible = [base + i for i in range(self._offset, len(self._entries))
-                             if rx.search(self._entries[i].line.text)]
+            self._visible = [base + i for i in range(self._offset, len(self._lines))
+                             if rx.search(self._lines[i].text)]
         self._changed()
         if anchor is not None and rx is None:
             self._restore(anchor)
@@ -284,9 +304,8 @@ class LogView(ScrollView, can_focus=True):
             prefix = self._prefix_cells()
             starts = [0]
             total = 0
-            entries, base = self._entries, self._base
             for i in range(self._visible_count()):
-                cells = entries[self._seq_at(i) - base].cells + prefix
+                cells = self.width(self._seq_at(i)) + prefix
                 total += max(1, -(-cells // width))
                 starts.append(total)
             self._row_starts = starts
@@ -331,11 +350,14 @@ class LogView(ScrollView, can_focus=True):
         if row is None:  # evicted or filtered out: the nearest later line
             if self._visible_count() == 0:
                 return
-            later = [i for i in range(self._visible_count()) if self._seq_at(i) >= seq][:1]
-            row = (self._rows()[later[0]] if self.wrap else later[0]) if later else None
-            sub = 0
-            if row is None:
+            if self._visible is not None:
+                i = bisect.bisect_left(self._visible, seq)
+            else:
+                i = max(0, seq - self.first_seq)
+            if i >= self._visible_count():
                 return
+            row = self._rows()[i] if self.wrap else i
+            sub = 0
         self.scroll_to(y=row + sub, animate=False, immediate=True)
 
     def on_resize(self) -> None:
@@ -389,8 +411,7 @@ class LogView(ScrollView, can_focus=True):
         return strip.crop_extend(scroll_x, scroll_x + width, base_style)
 
     def _render_entry(self, seq: int, base_style: Style) -> Strip:
-        entry = self.entry(seq)
-        line = entry.line
+        line = self.line(seq)
         text = Text(no_wrap=True, end="")
         if self.show_ts:
             text.append(format_ts(line.ts) + " ", TS_STYLE)
@@ -408,7 +429,20 @@ class LogView(ScrollView, can_focus=True):
                     text.stylize(style, offset + m.start(), offset + m.end())
         text.stylize_before(base_style)
         segments = list(text.render(self.app.console))
-        return Strip(segments, self._prefix_cells() + entry.cells)
+        width = self.width(seq)
+        if self._widest_stale and not self.wrap:
+            self._widest_stale = False
+            self.call_after_refresh(self._remeasure)
+        return Strip(segments, self._prefix_cells() + width)
+
+    def _remeasure(self) -> None:
+        """The horizontal scroll range from exact widths where known, guesses elsewhere."""
+        start = self._offset
+        widest = max((w if w >= 0 else line.hint for w, line in
+                      zip(self._widths[start:], self._lines[start:], strict=True)), default=0)
+        if widest != self._max_cells:
+            self._max_cells = widest
+            self._update_virtual_size()
 
 
 class LogPanel(Vertical):
@@ -455,12 +489,13 @@ class LogPanel(Vertical):
         self.follow = True
         self._held: deque[LogLine] = deque(maxlen=cfg.buffer_lines)
         self._new_while_paused = 0
-        self._events: deque[LogEvent] = deque(maxlen=EVENTS_MAX)
+        self._events = RecentEvents()
         self._events_dirty = False
         self._last_publish = 0.0
         self._message = ""
         self._status_cache = ""
         self._last_total = 0
+        self._skip_flushes = 0
         self.saved_path: Path | None = None
 
     @property
@@ -518,11 +553,9 @@ class LogPanel(Vertical):
     def show_lines(self, lines: Iterable[LogLine], label: str, *, merged: bool = False) -> None:
         """Display given lines without following anything (demo mode, snapshots). They are
         cleaned and redacted here too, so no caller can bypass the rules."""
-        redact = (self._hub.redactor if self._hub is not None else Redactor()).redact
-        safe = []
-        for ln in lines:
-            text = clean_line(ln.text)
-            safe.append(LogLine(ln.ts, ln.service, redact(text), ln.kind or classify(text)))
+        redactor = self._hub.redactor if self._hub is not None else Redactor()
+        safe = [LogLine(ln.ts, ln.service, clean_line(ln.text), redactor=redactor)
+                for ln in lines]
         if merged:
             names = [s.name for s in self.ctx.config.services]
             names += sorted({ln.service for ln in safe} - set(names))
@@ -538,7 +571,7 @@ class LogPanel(Vertical):
 
     @property
     def events(self) -> list[LogEvent]:
-        return list(self._events)
+        return self._events.list()
 
     # ------------------------------------------------------------ internals
 
@@ -560,8 +593,13 @@ class LogPanel(Vertical):
         """Timer tick: take what the threads collected and update the view in one batch."""
         self._collect_events()
         source = self.source
+        if self._skip_flushes:  # a flood: fewer, bigger updates (each redraws the view)
+            self._skip_flushes -= 1
+            return
         if source is not None:
             lines = source.drain()
+            if len(lines) >= FLOOD_BATCH:
+                self._skip_flushes = FLOOD_SKIP
             total = source.total
             if self.follow:
                 self.view.append(lines, follow=True)
@@ -590,7 +628,7 @@ class LogPanel(Vertical):
         if self._events_dirty and now - self._last_publish >= 1.0:
             self._events_dirty = False
             self._last_publish = now
-            self.ctx.publish("log_events", list(self._events))
+            self.ctx.publish("log_events", self._events.list())
 
     def _update_status(self, force: bool = False) -> None:
         parts = [self.label or "no service selected"]

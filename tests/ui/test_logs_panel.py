@@ -226,16 +226,16 @@ async def test_filter_jump_and_clear(tmp_path):
         top = widget_rows(panel)[0].strip()  # the first `n` starts at the top of the screen
         k = int(top.split()[1]) // 10
         await pilot.press("n")
-        assert panel.view.entry(panel.view.current).line.text == top
+        assert panel.view.line(panel.view.current).text == top
         await pilot.press("n", "n")
-        assert panel.view.entry(panel.view.current).line.text == f"line {(k + 2) % 20}3 ERROR boom"
+        assert panel.view.line(panel.view.current).text == f"line {(k + 2) % 20}3 ERROR boom"
         await pilot.press("N")
         expected = f"line {(k + 1) % 20}3 ERROR boom"
-        assert panel.view.entry(panel.view.current).line.text == expected
+        assert panel.view.line(panel.view.current).text == expected
         assert "paused" in panel.status_text  # a jump stops the view from moving on
         assert any(expected in r for r in widget_rows(panel))  # and shows the match
         await pilot.press("N", "N", "N")  # wraps around from the first to the last
-        assert panel.view.entry(panel.view.current).line.text == (
+        assert panel.view.line(panel.view.current).text == (
             "line 193 ERROR boom" if k == 0 else f"line {(k - 2) % 20}3 ERROR boom")
         await pilot.press("escape")
         await pilot.pause(0.05)

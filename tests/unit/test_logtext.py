@@ -316,6 +316,40 @@ def test_frames_split_anywhere_give_whole_lines_per_stream():
             (TS_NS, b"out one"), (TS_NS, b"err one"), (TS_NS, b"out two")]
 
 
+def _random_wire(rnd: random.Random) -> bytes:
+    """Frames of every shape the engine (or a confused one) can send: whole lines, several
+    lines in one message, 16 KiB parts, unterminated last output, odd or missing times,
+    stdin/unknown stream ids, a header whose size is wrong only by its own account."""
+    out = []
+    for _ in range(rnd.randint(1, 40)):
+        sec = rnd.choice([b"00", b"01", b"59"])
+        ts = rnd.choice([b"2026-01-01T00:00:" + sec + b".123456789Z",
+                         b"2026-01-01T00:00:" + sec + b".1Z", b"2026-13-01T00:00:00.000000000Z",
+                         b"not-a-time", b""])
+        body = rnd.choice([b"plain", b"\x1b[31mred\x1b[0m", "ünï".encode(), b"a\nb", b"",
+                           b"x" * 16384, b"\r\n", b"\x01\x00\x00\x00"])
+        if rnd.random() < 0.8:
+            body += b"\n"
+        out.append(frame(rnd.choice([1, 1, 2, 2, 0, 3]), ts + b" " + body if ts else body))
+    return b"".join(out)
+
+
+def test_fast_path_gives_what_the_general_path_gives(monkeypatch):
+    rnd = random.Random(20261125)
+    for _ in range(400):
+        wire = _random_wire(rnd)
+        cuts = sorted(rnd.sample(range(len(wire) + 1), k=min(3, len(wire) + 1)))
+        pieces = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
+        fast = LineAssembler(framed=True)
+        got = [x for piece in pieces for x in fast.feed(piece)] + fast.flush()
+        with monkeypatch.context() as m:
+            m.setattr(LineAssembler, "_whole_lines", lambda self, data, pos, out: pos)
+            general = LineAssembler(framed=True)
+            want = [x for piece in pieces for x in general.feed(piece)] + general.flush()
+        assert got == want
+        assert fast.last_ts == general.last_ts
+
+
 def test_long_line_split_by_docker_is_joined_and_inner_timestamps_dropped():
     # Docker splits messages over 16 KiB; each part gets its own timestamp prefix
     ts2 = b"2026-01-01T00:00:00.223456789Z"
@@ -398,3 +432,96 @@ def test_configured_secrets_reader_tolerates_every_format(tmp_path):
     red = Redactor(values).redact(f"{h1} {h2} {h3} raw password 123")
     for secret in (h1, h2, h3, "raw password 123"):
         assert_gone(red, secret)
+
+
+# ------------------------------------------------------------------ a batch at a time
+
+from genai_tui.sim.scenarios import build_flood_pool  # noqa: E402
+from genai_tui.sources.logs import LATER, LogLine, RecentEvents  # noqa: E402
+from genai_tui.sources.logtext import LineProcessor, _classify  # noqa: E402
+
+HOSTILE_LINES = [
+    "\x1b]0;owned\x07title", "\x1b[2J\x1b[Hclear", "50%\r100%\r", "tab\there", "\x9b31mc1",
+    "bidi \u202eevil", "\x1b]52;c;Zm9v\r\x07clip", "é ünicode K", "  File \"a.py\", line 1",
+    "    indented under it", "Traceback (most recent call last):", "  File \"b.py\", line 2",
+    "    x = 1", "  CUDA out of memory here", "    after a class", "plain after",
+    "\x1b[31m  File \"c.py\", line 3\x1b[0m", "   !!! Exception during processing !!!",
+    "x" * 5000, "Authorization: Bearer abcdefghijklmnop", "api_key=supersecretvalue",
+    "Please set up your password before use", "Got an OOM, unloading all loaded models.",
+    "   0.0 seconds (IMPORT FAILED): /root/ComfyUI/custom_nodes/ComfyUI-Login",
+]
+
+
+def _one_by_one(service, tss, raws, drops, redactor):
+    """The definition: every line through clean_line → classify/log_event (unredacted) →
+    redact, in order, with the traceback continuation rule and one OOM event per 10 s."""
+    texts, kinds, events = [], [], []
+    prev, last_oom = None, 0
+    for ts, raw, dropped in zip(tss, raws, drops, strict=True):
+        text = clean_line(raw.decode("utf-8", "replace"), 4096, dropped)
+        kind = classify(text)
+        ev = log_event(service, text, ts)
+        if ev is not None:
+            if ev.kind != "oom" or ts - last_oom >= 10_000_000_000:
+                events.append(ev)
+            if ev.kind == "oom":
+                last_oom = ts
+        if kind is None and prev == "traceback" and text[:1] == " ":
+            kind = "traceback"
+        prev = kind
+        texts.append(redactor.redact(text))
+        kinds.append(kind)
+    return texts, kinds, events
+
+
+def test_batches_give_what_one_line_at_a_time_gives():
+    hash_ = make_hash("batch")
+    redactor = Redactor([hash_])
+    pool = [raw.rstrip(b"\n") for raw in build_flood_pool(600)]
+    pool += [h.encode() for h in HOSTILE_LINES]
+    pool += [f"For direct API calls, use token={hash_}".encode(), b"\xff\xfe broken utf-8"]
+    rnd = random.Random(7)
+    lines = [rnd.choice(pool) for _ in range(3000)]
+    tss = [TS_NS + i * 3_000_000_000 for i in range(len(lines))]  # OOMs 3 s apart
+    drops = [rnd.choice([0] * 30 + [99]) for _ in lines]
+    want = _one_by_one("svc", tss, lines, drops, redactor)
+    proc = LineProcessor("svc")
+    got_lines: list[LogLine] = []
+    got_events = []
+    k = 0
+    while k < len(lines):  # batches of every size, continuations across their edges
+        n = rnd.randint(1, 300)
+        texts, kinds, events = proc.process(tss[k:k + n], lines[k:k + n], drops[k:k + n])
+        for i, text in enumerate(texts):
+            got_lines.append(LogLine(tss[k + i], "svc", text, kinds.get(i, LATER), redactor))
+        got_events += events
+        k += n
+    assert [ln.text for ln in got_lines] == want[0]
+    assert [ln.kind for ln in got_lines] == want[1]
+    assert got_events == want[2]
+    assert {e.kind for e in got_events} >= {"token", "oom", "job_done", "no_password",
+                                            "import_failed", "error"}
+    assert "traceback" in want[1] and _classify("    x = 1") is None  # continuations seen
+
+
+def test_lines_are_redacted_before_anything_reads_them():
+    hash_ = make_hash("lazy")
+    redactor = Redactor()
+    texts, _, events = LineProcessor("svc").process(
+        [TS_NS], [f"For direct API calls, use token={hash_}".encode()], [0])
+    line = LogLine(TS_NS, "svc", texts[0], redactor=redactor)
+    redactor.set_secrets([hash_])  # the hub learnt the hash after the line was read
+    assert hash_ not in line.text and hash_ not in repr(line)
+    assert line.text == f"For direct API calls, use token=[redacted {fingerprint(hash_)}]"
+    assert events[0].fingerprint == fingerprint(hash_) and line.kind == "login"
+
+
+def test_a_flood_of_one_event_kind_keeps_the_others():
+    from genai_tui.model import LogEvent
+
+    store = RecentEvents(per_kind=5)
+    store.extend([LogEvent("qwen", "token", None, "fp:1")])
+    store.extend(LogEvent("qwen", "job_done", None) for _ in range(1000))
+    kinds = [e.kind for e in store.list()]
+    assert kinds.count("token") == 1 and kinds.count("job_done") == 5
+    assert len(store) == 6 and len(store.take()) == 6 and len(store) == 0
