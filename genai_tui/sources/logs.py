@@ -511,16 +511,17 @@ class LineAssembler:
         seconds = _SECONDS_B
         ts = -1
         for m in _WHOLE_LINE.finditer(data, pos):
-            end = m.end()
-            if m.start() != pos or int.from_bytes(m[1], "big") != end - pos - 8:
+            start, end = m.span()
+            size, base, nanos, text = m.groups()
+            if start != pos or int.from_bytes(size, "big") != end - pos - 8:
                 break
-            secs = seconds.get(m[2])
+            secs = seconds.get(base)
             if secs is None:
-                secs = _seconds_b(m[2])
+                secs = _seconds_b(base)
                 if secs is None:
                     break
-            ts = secs * 1_000_000_000 + int(m[3])
-            out.append((ts, m[4], 0))
+            ts = secs * 1_000_000_000 + int(nanos)
+            out.append((ts, text, 0))
             pos = end
         if ts >= 0:
             self.last_ts = ts
@@ -896,7 +897,7 @@ class LogFollower:
             self._note_last(lines)
         if not lines:
             return
-        tss, raws, drops = zip(*lines, strict=True)
+        tss, raws, drops = (list(map(itemgetter(k), lines)) for k in range(3))
         texts, kinds, events = self._processor.process(tss, raws, drops)
         out = list(map(LogLine, tss, repeat(self.service), texts, repeat(LATER),
                        repeat(self.redactor)))

@@ -17,8 +17,8 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from itertools import accumulate, count
-from operator import add
+from itertools import accumulate, compress, count
+from operator import add, not_
 
 from genai_tui.model import LogEvent
 from genai_tui.secret import BCRYPT_ANYWHERE, fingerprint
@@ -363,11 +363,12 @@ class LineProcessor:
         else:
             ends = list(map(add, accumulate(map(len, raws)), count(1)))
             decide = _lines_hit(_EVENT_B, blob, ends)
-        # not printable ASCII, or maybe longer than the cap: clean_line, the long way
-        cap = self.max_len // 4
-        slow = {i for i, t in enumerate(texts) if not (t.isascii() and t.isprintable())}
-        if n and (max(map(len, texts)) > cap or any(drops)):
-            slow.update(i for i, t in enumerate(texts) if len(t) > cap or drops[i])
+        # not printable, or maybe longer than the cap: clean_line, the long way (for any
+        # other line it would change nothing). Built-in loops only: this runs for every line.
+        lines = range(n)
+        slow = set(compress(lines, map(not_, map(str.isprintable, texts))))
+        slow.update(compress(lines, map((self.max_len // 4).__lt__, map(len, texts))))
+        slow.update(compress(lines, drops))
         kinds: dict[int, str | None] = {}
         events: list[LogEvent] = []
         for i in sorted(slow | decide):

@@ -76,6 +76,23 @@ SHOWN_IN_FOOTER = {"quit", "help", "restart", "logs", "probe", "unify"}
 MUTATING = {"restart", "restart_all", "unify"}
 
 
+class QuietFooter(Footer):
+    """Textual's Footer rebuilds all of its key widgets whenever its screen's bindings
+    may have changed (each focus change, each modal closed: ~0.1 s of CPU); this one only
+    when the keys it would show did change."""
+
+    _shown: tuple[Any, ...] | None = None
+
+    def bindings_changed(self, screen: Screen) -> None:
+        if self.is_attached and screen is self.screen and screen.app.app_focus:
+            shown = tuple((key, b.binding, b.enabled, b.tooltip)
+                          for key, b in screen.active_bindings.items())
+            if shown == self._shown:
+                return
+            self._shown = shown
+        super().bindings_changed(screen)
+
+
 class GenaiTui(App[int]):
     """genai-tui's Textual application."""
 
@@ -121,7 +138,7 @@ class GenaiTui(App[int]):
                 yield HostPanel(self.ctx, id="host")
                 yield TokensPanel(self.ctx, id="tokens")
         yield Static(id="too-small")
-        yield Footer()
+        yield QuietFooter()
 
     def _title_text(self) -> Text:
         text = Text.assemble(("genai-tui ", "bold"), (f"v{__version__}", "dim"), "  ",

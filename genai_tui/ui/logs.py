@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rich.cells import cell_len
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import work
@@ -59,7 +60,7 @@ KIND_STYLES: dict[str | None, Style] = {
 URGENT_EVENTS = ("token", "no_password", "import_failed", "oom")
 #: a flush that brings this many lines means a flood: the next FLOOD_SKIP ticks are skipped
 FLOOD_BATCH = 500
-FLOOD_SKIP = 2
+FLOOD_SKIP = 4
 MATCH_STYLE = Style(color="black", bgcolor="yellow")
 CURRENT_STYLE = Style(color="black", bgcolor="bright_cyan", bold=True)
 TS_STYLE = Style(dim=True)
@@ -412,23 +413,28 @@ class LogView(ScrollView, can_focus=True):
 
     def _render_entry(self, seq: int, base_style: Style) -> Strip:
         line = self.line(seq)
-        text = Text(no_wrap=True, end="")
+        parts: list[tuple[str, Style]] = []
         if self.show_ts:
-            text.append(format_ts(line.ts) + " ", TS_STYLE)
+            parts.append((format_ts(line.ts) + " ", TS_STYLE))
         if self.merged:
             name = self._service_names.get(line.service) or clean_line(line.service, 64)
             pad = " " * max(0, self._service_width - cell_len(name))
-            text.append(name + pad, self._service_styles.get(line.service, Style(bold=True)))
-            text.append(" │ ", TS_STYLE)
-        offset = len(text)
-        text.append(line.text, KIND_STYLES.get(line.kind, KIND_STYLES[None]))
-        if self._filter is not None:
+            parts.append((name + pad, self._service_styles.get(line.service, Style(bold=True))))
+            parts.append((" │ ", TS_STYLE))
+        parts.append((line.text, KIND_STYLES.get(line.kind, KIND_STYLES[None])))
+        if self._filter is None:  # the common case, straight to segments (floods draw a lot)
+            segments = [Segment(t, base_style + style) for t, style in parts]
+        else:
+            text = Text(no_wrap=True, end="")
+            for t, style in parts:
+                text.append(t, style)
+            offset = len(text) - len(line.text)
             style = CURRENT_STYLE if seq == self.current else MATCH_STYLE
             for m in self._filter.finditer(line.text):
                 if m.end() > m.start():
                     text.stylize(style, offset + m.start(), offset + m.end())
-        text.stylize_before(base_style)
-        segments = list(text.render(self.app.console))
+            text.stylize_before(base_style)
+            segments = list(text.render(self.app.console))
         width = self.width(seq)
         if self._widest_stale and not self.wrap:
             self._widest_stale = False

@@ -285,8 +285,8 @@ class Bench:
                            check=False)
         target = _tree(pid)[0].pid if _tree(pid) else pid
         self.profiles[name] = subprocess.Popen(
-            [str(pyspy), "record", "-p", str(target), "-d", str(int(seconds)), "-r", "50",
-             "--gil", "-f", "raw", "-o", str(self.out / f"profile-{name}.txt")],
+            [str(pyspy), "record", "-p", str(target), "-d", str(int(seconds)), "-r", "200",
+             "--gil", "--threads", "-f", "raw", "-o", str(self.out / f"profile-{name}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     # ------------------------------------------------------------------ phases

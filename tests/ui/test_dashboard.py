@@ -229,6 +229,31 @@ async def test_compact_layout_and_view_keys():
         assert app.query_one("#side").display and app.query_one(LogPanel).display
 
 
+async def test_footer_follows_focus_and_survives_the_help_screen():
+    app = snapshot_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot)
+
+        def footer() -> str:
+            return " ".join(screen_text(app).splitlines()[-1:])
+
+        app.query_one("#log-view").focus()
+        await pilot.pause(0.1)
+        assert "Filter" in footer() and "Help" in footer()
+        for _ in range(2):
+            await pilot.press("question_mark")
+            await pilot.pause(0.05)
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+        assert "Filter" in footer() and "Help" in footer()
+        app.query_one("#containers-table").focus()
+        await pilot.pause(0.1)
+        assert "Filter" not in footer() and "Help" in footer()
+        app.query_one("#log-view").focus()
+        await pilot.pause(0.1)
+        assert "Filter" in footer()
+
+
 async def test_below_minimum_size_says_so():
     app = snapshot_app()
     async with app.run_test(size=(50, 12)) as pilot:
