@@ -352,12 +352,12 @@ class LineProcessor:
 
     def process(self, tss: Sequence[int], raws: Sequence[bytes], drops: Sequence[int],
                 ) -> tuple[list[str], dict[int, str | None], list[LogEvent]]:
-        """Parallel sequences in (raw lines hold no `\n`); the clean, NOT yet redacted
+        """Parallel sequences in (raw lines hold no `\\n`); the clean, NOT yet redacted
         texts, the classes decided now (by line index) and the events out."""
         n = len(raws)
         blob = b"\n".join(raws)
         texts = blob.decode("utf-8", "replace").split("\n")  # = each line decoded alone
-        if len(texts) != n:  # a raw line with `\n` inside (never from LineAssembler)
+        if len(texts) != n:  # a raw line with a newline inside (never from LineAssembler)
             texts = [r.decode("utf-8", "replace") for r in raws]
             decide = set(range(n))
         else:
@@ -410,7 +410,7 @@ class LineProcessor:
 
 
 def _lines_hit(rx: re.Pattern[bytes], blob: bytes, ends: list[int]) -> set[int]:
-    """Indexes of the lines of `blob` (`ends[i]` = offset after line i's `\n`) in which
+    """Indexes of the lines of `blob` (`ends[i]` = offset after line i's `\\n`) in which
     `rx` matches; one search per line hit, the rest of that line is skipped."""
     hit: set[int] = set()
     search = rx.search

@@ -87,6 +87,19 @@ def test_lines_split_on_newline_only_and_crlf_is_trimmed():
     assert sanitize(b"one\r\ntwo\nthree\n") == ["one", "two", "three"]
 
 
+@pytest.mark.parametrize("line, shown", [
+    # what a terminal shows after the rewrites: the last segment that shows anything
+    ("\x1b[32m 50%\x1b[0m\r\x1b[32m100%\x1b[0m\r\x1b[0m", "100%"),
+    ("done\r\x07", "done"),
+    ("tqdm \u2588\u2588\r\x1b[2Kfinal \u2588", "final \u2588"),
+    # a string sequence may swallow a \r: removed as a whole, then the rest collapses
+    ("before\x1b]0;ti\rtle\x07\rafter", "after"),
+    ("\x9b31mred\rgreen", "green"),
+])
+def test_progress_lines_show_their_last_visible_state(line, shown):
+    assert clean_line(line) == shown
+
+
 def test_carriage_return_storm_collapses_to_final_state():
     storm = "".join(f"\r{i:6d}/100000 |{'#' * (i // 5000)}" for i in range(100_000))
     out = sanitize((storm + "\n").encode())
