@@ -190,10 +190,10 @@ def parse_ts(token: bytes | str) -> int | None:
 
 
 #: what `LineAssembler._whole_lines` takes: stream 1/2 header (its size is checked), a
-#: fixed-width RFC3339Nano time, one line of text
+#: fixed-width RFC3339Nano time, one line of text (Docker never frames more than 16 KiB)
 _WHOLE_LINE = re.compile(
-    rb"[\x01\x02]\x00\x00\x00(....)(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{9})Z ([^\n]*)\n",
-    re.S)
+    rb"[\x01\x02]\x00\x00\x00(....)(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{9})Z "
+    rb"([^\n]{0,%d})\n" % DOCKER_PART, re.S)
 _SECONDS_B: dict[bytes, int] = {}
 
 
@@ -509,11 +509,12 @@ class LineAssembler:
         (a 16 KiB part, several lines, a header whose size disagrees...) and returns its
         offset for `_message` to handle."""
         seconds = _SECONDS_B
+        match = _WHOLE_LINE.match  # anchored: a frame that is not one never costs a search
         ts = -1
-        for m in _WHOLE_LINE.finditer(data, pos):
-            start, end = m.span()
+        while (m := match(data, pos)) is not None:
+            end = m.end()
             size, base, nanos, text = m.groups()
-            if start != pos or int.from_bytes(size, "big") != end - pos - 8:
+            if int.from_bytes(size, "big") != end - pos - 8:
                 break
             secs = seconds.get(base)
             if secs is None:

@@ -53,6 +53,9 @@ _CONTROLS = re.compile(
     "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
     "\u2066-\u2069\ud800-\udfff]"
 )
+_CONTROLS_BUT_CR = re.compile(_CONTROLS.pattern.replace("\x0a-\x1f", "\x0a-\x0c\x0e-\x1f"))
+#: progress frames (`\r` segments) looked at one by one before cleaning the whole line
+_LAST_FRAMES = 8
 
 
 def clean_line(text: str, max_len: int = MAX_LINE_BYTES, dropped: int = 0) -> str:
@@ -66,10 +69,12 @@ def clean_line(text: str, max_len: int = MAX_LINE_BYTES, dropped: int = 0) -> st
                 "\x1b" in text and _STRING_ESC.search(text)):
             text = _printable(text, _ESCAPES)
         elif "\r" in text:
-            # a progress bar's frames: only the last that shows anything needs cleaning
-            # (only string sequences, absent here, can span a `\r`)
-            parts = reversed(text.split("\r"))
-            text = next(filter(None, (_printable(p, _SIMPLE_ESCAPES) for p in parts)), "")
+            # a progress bar's frames: the last one that shows anything is all that needs
+            # cleaning (only string sequences, absent here, can span a `\r`); when the last
+            # few show nothing (a hostile storm), the whole line is cleaned in one pass
+            frames = filter(None, reversed(text.rsplit("\r", _LAST_FRAMES)[1:]))
+            shown = next(filter(None, (_printable(f, _SIMPLE_ESCAPES) for f in frames)), "")
+            text = shown or _printable(text, _SIMPLE_ESCAPES)
         else:
             text = _printable(text, _SIMPLE_ESCAPES)
     return _cut(text, max_len, dropped)
@@ -78,15 +83,23 @@ def clean_line(text: str, max_len: int = MAX_LINE_BYTES, dropped: int = 0) -> st
 def _printable(text: str, escapes: re.Pattern[str]) -> str:
     text = escapes.sub("", text)
     if "\r" in text:  # what a terminal shows after `\r` rewrites: the last segment that
-        return next(filter(None, map(_visible, reversed(text.split("\r")))), "")  # shows
+        text = _last_segment(_CONTROLS_BUT_CR.sub("", text))  # shows anything
     return _visible(text)
 
 
+def _last_segment(text: str) -> str:
+    for seg in reversed(text.split("\r")):
+        if seg:
+            return seg
+    return ""
+
+
 def _visible(text: str) -> str:
-    """Escape-free text without `\\r`: tabs expanded, controls removed."""
-    if "\t" in text:
-        text = text.expandtabs(8)
-    return text if text.isprintable() else _CONTROLS.sub("", text)
+    """Escape-free text without `\\r`: controls removed (they take no column), then tabs
+    expanded."""
+    if not text.isprintable():
+        text = _CONTROLS.sub("", text)
+    return text.expandtabs(8) if "\t" in text else text
 
 
 def _cut(text: str, max_len: int, dropped: int = 0) -> str:

@@ -100,6 +100,31 @@ def test_progress_lines_show_their_last_visible_state(line, shown):
     assert clean_line(line) == shown
 
 
+def _shown(line: str, cap: int) -> str:
+    """The definition clean_line's shortcuts must keep: every escape sequence removed, then
+    the last `\\r` segment that shows anything (controls take no column), tabs expanded."""
+    from genai_tui.sources import logtext
+
+    text = logtext._ESCAPES.sub("", line)
+    segments = (logtext._CONTROLS.sub("", seg).expandtabs(8) for seg in text.split("\r"))
+    return logtext._cut(next(filter(None, reversed(list(segments))), ""), cap)
+
+
+def test_shortcuts_clean_as_the_definition_does():
+    rnd = random.Random(11)
+    alphabet = ("ab \t\r\x1b[]PX^_\\\x07\x9c\x9b\x9d\x90\x98\x9e\x9f;0123?m @~ -/"
+                "\u202e\u2028\u2588\u00e9\x00\x7f")
+    for _ in range(50_000):
+        line = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 24)))
+        assert clean_line(line, 24) == _shown(line, 24), repr(line)
+
+
+def test_storms_of_frames_that_show_nothing():
+    assert clean_line("\x07\r" * 300_000 + "ok\r" + "\x1b[0m\r" * 300_000) == "ok"
+    assert clean_line("\r" * 500_000) == ""
+    assert clean_line("last\r" + "\x1b]0;t\x07\r" * 1000) == "last"
+
+
 def test_carriage_return_storm_collapses_to_final_state():
     storm = "".join(f"\r{i:6d}/100000 |{'#' * (i // 5000)}" for i in range(100_000))
     out = sanitize((storm + "\n").encode())
