@@ -150,26 +150,35 @@ class RecentEvents:
 
 # ------------------------------------------------------------------ timestamps
 
-_SECONDS_CACHE: dict[str, int] = {}
+_SECONDS: dict[str | bytes, int] = {}
+
+
+def _seconds(base: str | bytes) -> int | None:
+    """`YYYY-MM-DDTHH:MM:SS` → seconds since the epoch; cached (a log's lines share them)."""
+    secs = _SECONDS.get(base)
+    if secs is None:
+        try:
+            s = base.decode("ascii") if isinstance(base, bytes) else base
+            if len(s) != 19 or s[4] != "-" or s[10] != "T":
+                return None
+            secs = calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%S"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        _SECONDS[base] = secs
+    return secs
 
 
 def parse_ts(token: bytes | str) -> int | None:
     """RFC3339(Nano) as Docker prints it → ns since the epoch; None when it is not one."""
     try:
         s = token.decode("ascii") if isinstance(token, bytes | bytearray) else token
-        if len(s) == 30 and s[19] == "." and s[29] == "Z":  # Docker's fixed nanosecond form
-            secs = _SECONDS_CACHE.get(s[:19])
-            if secs is not None:
-                return secs * 1_000_000_000 + int(s[20:29])
-        base = s[:19]
-        secs = _SECONDS_CACHE.get(base)
+        secs = _seconds(s[:19])
         if secs is None:
-            if len(base) != 19 or base[4] != "-" or base[10] != "T":
-                return None
-            secs = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
-            if len(_SECONDS_CACHE) > 4096:
-                _SECONDS_CACHE.clear()
-            _SECONDS_CACHE[base] = secs
+            return None
+        if len(s) == 30 and s[19] == "." and s[29] == "Z":  # Docker's fixed nanosecond form
+            return secs * 1_000_000_000 + int(s[20:29])
         rest = s[19:]
         frac = 0
         if rest.startswith("."):
@@ -194,19 +203,6 @@ def parse_ts(token: bytes | str) -> int | None:
 _WHOLE_LINE = re.compile(
     rb"[\x01\x02]\x00\x00\x00(....)(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{9})Z "
     rb"([^\n]{0,%d})\n" % DOCKER_PART, re.S)
-_SECONDS_B: dict[bytes, int] = {}
-
-
-def _seconds_b(base: bytes) -> int | None:
-    """`YYYY-MM-DDTHH:MM:SS` → seconds since the epoch (cached: a log's lines share them)."""
-    try:
-        secs = calendar.timegm(time.strptime(base.decode("ascii"), "%Y-%m-%dT%H:%M:%S"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if len(_SECONDS_B) > 4096:
-        _SECONDS_B.clear()
-    _SECONDS_B[base] = secs
-    return secs
 
 
 def format_since(ts_ns: int) -> str:
@@ -508,7 +504,7 @@ class LineAssembler:
         Docker's fixed-width timestamp. Stops at the first frame that is anything else
         (a 16 KiB part, several lines, a header whose size disagrees...) and returns its
         offset for `_message` to handle."""
-        seconds = _SECONDS_B
+        seconds = _SECONDS
         match = _WHOLE_LINE.match  # anchored: a frame that is not one never costs a search
         ts = -1
         while (m := match(data, pos)) is not None:
@@ -516,9 +512,9 @@ class LineAssembler:
             size, base, nanos, text = m.groups()
             if int.from_bytes(size, "big") != end - pos - 8:
                 break
-            secs = seconds.get(base)
+            secs = seconds.get(base)  # `_seconds` looks there too: this saves a call a line
             if secs is None:
-                secs = _seconds_b(base)
+                secs = _seconds(base)
                 if secs is None:
                     break
             ts = secs * 1_000_000_000 + int(nanos)
