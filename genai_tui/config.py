@@ -7,13 +7,17 @@ naming the file, the line or key, and what was expected — never a traceback.
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -27,15 +31,21 @@ KEY_ACTIONS = (
     "view_logs", "view_probes", "view_tokens", "view_gpu", "view_host",
     "filter", "next_match", "prev_match", "clear_filter", "follow", "timestamps", "wrap", "save",
 )
+#: the most we read of a config file or of the `.env` beside it
+MAX_FILE_BYTES = 1 << 20
+#: the largest number or integer a setting may hold (keeps timeouts and buffer sizes within
+#: what the C layer below accepts)
+MAX_NUMBER = 1_000_000_000
 
 
 class ConfigError(Exception):
     """A configuration mistake, phrased for the admin who has to fix it."""
 
     def __init__(self, source: str, where: str | None, message: str) -> None:
-        self.source = source
-        self.where = where
-        self.message = message
+        # every part may hold text from the file or its name: one safe line, always
+        self.source = source = _safe(source, 500)
+        self.where = where = _safe(where, 300) if where else None
+        self.message = message = _safe(message, 600)
         loc = f"{source}: {where}: " if where else f"{source}: "
         super().__init__(loc + message)
 
@@ -75,6 +85,9 @@ class TokenLocation:
     key: str | None = None
     #: for env files: whether Docker Compose reads it (so `$` must be single-quoted)
     compose: bool = True
+    #: allow unify to write through a symlink that leaves the config's folder tree or
+    #: lands in a folder owned by another user (never through a dangling one)
+    follow_symlinks: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,12 @@ class TokensConfig:
     locations: tuple[TokenLocation, ...] = ()
     backup_dir: Path = Path(".genai-tui/backups")
     audit_log: Path = Path(".genai-tui/audit.jsonl")
+    #: the stack's private state folder: the unify lock and the fingerprint key
+    state_dir: Path = Path(".genai-tui")
+    #: backups kept per location; older ones are pruned after a unify
+    keep_backups: int = 10
+    #: the config's folder: a token symlink must resolve inside it (None: no limit known)
+    root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -191,7 +210,12 @@ def discover(cli_path: str | os.PathLike[str] | None = None,
     local = cwd / "genai-tui.toml"
     if local.is_file():
         return local
-    xdg = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
+    xdg = env.get("XDG_CONFIG_HOME")
+    if not xdg:
+        try:
+            xdg = str(Path(env.get("HOME", "~")).expanduser() / ".config")
+        except (RuntimeError, KeyError, ValueError):  # no home directory: no user config
+            return None
     user = Path(xdg) / "genai-tui" / "config.toml"
     if user.is_file():
         return user
@@ -205,42 +229,132 @@ def load(cli_path: str | os.PathLike[str] | None = None,
     env = dict(os.environ if env is None else env)
     path = discover(cli_path, env, cwd)
     if path is None:
-        base = (cwd or Path.cwd()).resolve()
+        try:
+            base = (cwd or Path.cwd()).resolve()
+        except (OSError, RuntimeError) as exc:
+            raise ConfigError("built-in defaults", None,
+                              f"cannot resolve the working folder: {_reason(exc)}") from None
         return _build({}, env_vars=_with_dotenv(env, base), source="built-in defaults",
                       path=None, base_dir=base, text="")
     return load_file(path, env)
 
 
 def load_file(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Load one config file (and the `.env` beside it); raises ConfigError."""
     source = str(path)
+    raw = _read_bounded(Path(path))
+    if raw is None:
+        raise ConfigError(source, None, "file not found")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(source, None, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, None, f"cannot read: {_reason(exc)}") from None
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(source, None, "cannot read: not UTF-8 text") from None
+    data = _parse_toml(text, source)
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, _toml_where(str(exc)), f"TOML syntax error: {_toml_what(exc)}")\
-            from None
-    base = path.resolve().parent
+        base = Path(path).resolve().parent
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(source, None, f"cannot resolve the path: {_reason(exc)}") from None
     env_vars = _with_dotenv(dict(os.environ if env is None else env), base)
     return _build(data, env_vars=env_vars, source=source, path=path.resolve(), base_dir=base,
                   text=text)
+
+
+# ------------------------------------------------------------------ reading
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _read_bounded(path: Path, *, quiet: bool = False) -> bytes | None:
+    """The bytes of a regular file of at most MAX_FILE_BYTES; None when it does not exist.
+
+    Opened with O_NONBLOCK so a FIFO or device never blocks, then checked with fstat: anything
+    but a regular file, or a larger file, is a ConfigError naming the path. With `quiet`, a
+    file that cannot be opened or read (permissions, I/O) is None instead of an error.
+    """
+    source = str(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except ValueError:  # a NUL byte in the path
+        raise ConfigError(source, None, "the path contains a NUL byte") from None
+    except OSError as exc:
+        if quiet:
+            return None
+        raise ConfigError(source, None, f"cannot read: {_reason(exc)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "special")
+            raise ConfigError(source, None, f"is not a regular file (it is {kind})")
+        too_large = f"file too large (over {MAX_FILE_BYTES // 1024} KiB)"
+        if st.st_size > MAX_FILE_BYTES:
+            raise ConfigError(source, None, too_large)
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, 65536):
+            total += len(chunk)
+            if total > MAX_FILE_BYTES:
+                raise ConfigError(source, None, too_large)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        if quiet:
+            return None
+        raise ConfigError(source, None, f"cannot read: {_reason(exc)}") from None
+    finally:
+        os.close(fd)
+
+
+def _parse_toml(text: str, source: str) -> dict[str, Any]:
+    """tomllib.loads with every failure (syntax, nesting, huge numbers) as a ConfigError."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, _toml_where(str(exc)), f"TOML syntax error: {_toml_what(exc)}")\
+            from None
+    except RecursionError:
+        line = _deep_line(text)
+        raise ConfigError(source, f"line {line}" if line else None,
+                          "TOML syntax error: arrays or inline tables nested too deeply")\
+            from None
+    except ValueError:  # Python's limit on digits in an integer
+        line = next((i + 1 for i, ln in enumerate(text.splitlines())
+                     if re.search(r"\d(?:_?\d){4000,}", ln)), None)
+        raise ConfigError(source, f"line {line}" if line else None,
+                          "TOML syntax error: an integer with too many digits") from None
+
+
+def _deep_line(text: str, limit: int = 100) -> int | None:
+    """Best-effort line where brackets first nest deeper than `limit`."""
+    depth = 0
+    for i, line in enumerate(text.splitlines()):
+        for ch in line:
+            depth += 1 if ch in "[{" else -1 if ch in "]}" else 0
+            if depth > limit:
+                return i + 1
+    return None
 
 
 # ------------------------------------------------------------------ building
 
 
 def _with_dotenv(env: dict[str, str], base: Path) -> dict[str, str]:
-    """Environment for `${VAR}` in the config: a `.env` beside it, overridden by the real env."""
+    """Environment for `${VAR}` in the config: a `.env` beside it, overridden by the real env.
+
+    A `.env` that is not a regular file, or is too large, is a ConfigError (never a hang); one
+    that cannot be read or decoded is skipped (the tokens panel reports it).
+    """
     merged: dict[str, str] = {}
-    dotenv = base / ".env"
-    if dotenv.is_file():
+    raw = _read_bounded(base / ".env", quiet=True)
+    if raw is not None:
         try:
-            merged.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
-        except (OSError, UnicodeDecodeError, ValueError):
+            values = dotenv_values(stream=io.StringIO(raw.decode("utf-8-sig")))
+            merged.update({k: v for k, v in values.items() if v is not None})
+        except (UnicodeDecodeError, ValueError):
             pass  # a broken .env is reported by the tokens panel, not fatal here
     merged.update(env)
     return merged
@@ -265,6 +379,8 @@ class _Reader:
         self.seen: set[str] = set()
 
     def _key(self, key: str) -> str:
+        if not _BARE_KEY.match(key):
+            key = '"' + key + '"'
         return f"{self.where}.{key}" if self.where else key
 
     def get(self, key: str, types: tuple[type, ...], default: Any, expected: str) -> Any:
@@ -284,9 +400,12 @@ class _Reader:
             self.ctx.fail(self._key(key), "is required (a string)")
         value = self.get(key, (str,), default, "a string")
         if value is not None and key in self.table:
-            value = _interpolate(value, self.ctx.env)
+            value = self.ctx.interpolate(self._key(key), value)
             if choices and value not in choices:
-                self.ctx.fail(self._key(key), f"unknown value {value!r}; expected one of "
+                shown = self.ctx.show(self._key(key), value)
+                if self._key(key) in self.ctx.origins:
+                    shown = f"({shown})"
+                self.ctx.fail(self._key(key), f"unknown value {shown}; expected one of "
                               + ", ".join(choices))
             if not value.strip():
                 self.ctx.fail(self._key(key), "must not be empty")
@@ -294,14 +413,16 @@ class _Reader:
 
     def number(self, key: str, default: float) -> float:
         value = self.get(key, (int, float), default, "a number")
-        if value <= 0:
-            self.ctx.fail(self._key(key), f"expected a number above 0, got {value}")
+        if not (isinstance(value, int) or math.isfinite(value)) or not 0 < value <= MAX_NUMBER:
+            self.ctx.fail(self._key(key), f"expected a number above 0 and at most {MAX_NUMBER}, "
+                          f"got {_short_number(value)}")
         return float(value)
 
     def integer(self, key: str, default: int, *, minimum: int = 1) -> int:
         value = self.get(key, (int,), default, "an integer")
-        if value < minimum:
-            self.ctx.fail(self._key(key), f"expected an integer >= {minimum}, got {value}")
+        if not minimum <= value <= MAX_NUMBER:
+            self.ctx.fail(self._key(key), f"expected an integer >= {minimum} and at most "
+                          f"{MAX_NUMBER}, got {_short_number(value)}")
         return int(value)
 
     def boolean(self, key: str, default: bool) -> bool:
@@ -312,7 +433,8 @@ class _Reader:
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 self.ctx.fail(f"{self._key(key)}[{i}]", f"expected a string, got {_tname(item)}")
-        return tuple(_interpolate(v, self.ctx.env) for v in value)
+        return tuple(self.ctx.interpolate(f"{self._key(key)}[{i}]", v)
+                     for i, v in enumerate(value))
 
     def table_list(self, key: str) -> list[Any]:
         value = self.get(key, (list,), [], "an array of tables ([[...]])")
@@ -330,10 +452,60 @@ class _Ctx:
     source: str
     text: str
     env: Mapping[str, str]
+    #: dotted key -> the string as written, for values that went through `${VAR}`
+    origins: dict[str, str] = field(default_factory=dict)
 
-    def fail(self, where: str, message: str) -> None:
+    def fail(self, where: str, message: str) -> NoReturn:
         line = _find_line(self.text, where)
         raise ConfigError(self.source, f"line {line}: {where}" if line else where, message)
+
+    def interpolate(self, where: str, raw: str) -> str:
+        """`raw` with `${VAR}` filled in, remembering that `where` holds a substituted value;
+        a NUL byte (written or substituted) is refused here, before any path or URL use."""
+        value = _interpolate(raw, self.env)
+        if _VAR.search(raw):
+            self.origins[where] = raw
+        if "\0" in value:
+            self.fail(where, f"must not contain a NUL byte, got {self.show(where, value)}")
+        return value
+
+    def show(self, where: str, value: str) -> str:
+        """How an error may show the value at `where`: quoted (and escaped) when written
+        literally; never when it came from `${VAR}`, whose name is shown instead."""
+        raw = self.origins.get(where)
+        if raw is None:
+            return _quote(value)
+        whole = _VAR.fullmatch(raw)
+        if whole:
+            return f"the value of ${{{whole.group(1)}}}"
+        names = ", ".join(dict.fromkeys(f"${{{m.group(1)}}}" for m in _VAR.finditer(raw)))
+        return f"{_quote(raw)} with {names} filled in (value not shown)"
+
+    def path(self, where: str, value: str, base_dir: Path) -> Path:
+        """A path setting: `~` expanded, relative to the config's folder."""
+        if "\0" in value:
+            self.fail(where, f"must not contain a NUL byte, got {self.show(where, value)}")
+        try:
+            q = Path(value).expanduser()
+        except (RuntimeError, KeyError, ValueError):
+            self.fail(where, f"expected a path, got {self.show(where, value)}: no such user "
+                      "or no home directory to expand ~ with")
+        return q if q.is_absolute() else base_dir / q
+
+    def url(self, where: str, url: str) -> str:
+        """A service URL: http(s), a host, a valid port, no blanks or control characters."""
+        ok = (bool(re.match(r"^https?://[^/\s]+", url)) and url.isprintable()
+              and not any(c.isspace() for c in url))
+        if ok:
+            try:
+                parts = urlsplit(url)
+                ok = bool(parts.hostname) and (parts.port is None or 0 < parts.port <= 65535)
+            except ValueError:  # a bad port or IPv6 literal
+                ok = False
+        if not ok:
+            self.fail(where, "expected an http(s):// URL with a host and an optional port "
+                      f"1-65535, got {self.show(where, url)}")
+        return url
 
 
 def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
@@ -341,9 +513,8 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
     ctx = _Ctx(source, text, env_vars)
     top = _Reader(data, "", ctx)
 
-    def rel(p: str) -> Path:
-        q = Path(p).expanduser()
-        return q if q.is_absolute() else base_dir / q
+    def rel(p: str, where: str = "path") -> Path:
+        return ctx.path(where, p, base_dir)
 
     d = _Reader(top.get("docker", (dict,), {}, "a table"), "docker", ctx)
     docker = DockerConfig(
@@ -368,9 +539,7 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
             name = s.string("name", required=True)
             assert name is not None
             runtime = s.string("runtime", "docker", choices=RUNTIMES) or "docker"
-            url = s.string("url", required=True) or ""
-            if not re.match(r"^https?://[^/\s]+", url):
-                ctx.fail(f"services[{i}].url", f"expected an http(s):// URL, got {url!r}")
+            url = ctx.url(f"services[{i}].url", s.string("url", required=True) or "")
             log_file = s.string("log_file")
             svc = ServiceConfig(
                 name=name,
@@ -382,21 +551,23 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
                 runtime=runtime,
                 process_pattern=s.string("process_pattern"),
                 restart_command=s.string("restart_command"),
-                log_file=rel(log_file) if log_file else None,
+                log_file=rel(log_file, f"services[{i}].log_file") if log_file else None,
             )
             if svc.process_pattern:
-                try:
-                    re.compile(svc.process_pattern)
-                except re.error as exc:
-                    ctx.fail(f"services[{i}].process_pattern", f"not a valid regex: {exc}")
+                _check_regex(ctx, f"services[{i}].process_pattern", svc.process_pattern)
             if not svc.health_path.startswith("/"):
-                ctx.fail(f"services[{i}].health_path", "expected a path starting with /")
+                ctx.fail(f"services[{i}].health_path", "expected a path starting with /, got "
+                         + ctx.show(f"services[{i}].health_path", svc.health_path))
             s.done()
             if any(o.name == svc.name for o in services):
-                ctx.fail(f"services[{i}].name", f"duplicate service name {svc.name!r}")
+                ctx.fail(f"services[{i}].name", "duplicate service name "
+                         + ctx.show(f"services[{i}].name", svc.name))
             services.append(svc)
     else:
-        services = [replace(s, url=_interpolate(s.url, env_vars)) for s in REFERENCE_SERVICES]
+        services = []
+        for ref in REFERENCE_SERVICES:
+            where = f"services (built-in {ref.name}).url"
+            services.append(replace(ref, url=ctx.url(where, ctx.interpolate(where, ref.url))))
     names = {s.name for s in services}
 
     t = _Reader(top.get("tokens", (dict,), {}, "a table"), "tokens", ctx)
@@ -411,11 +582,14 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
                 ctx.fail(f"tokens.locations[{i}].key", f"is required for format {fmt!r}")
             if fmt not in FORMATS_WITH_KEY and key:
                 ctx.fail(f"tokens.locations[{i}].key", f"is not used by format {fmt!r}")
-            loc = TokenLocation(lname, rel(r.string("path", required=True) or ""), fmt, key,
-                                compose=r.boolean("compose", True))
+            loc = TokenLocation(lname, rel(r.string("path", required=True) or "",
+                                           f"tokens.locations[{i}].path"), fmt, key,
+                                compose=r.boolean("compose", True),
+                                follow_symlinks=r.boolean("follow_symlinks", False))
             r.done()
             if any(o.name == lname for o in locations):
-                ctx.fail(f"tokens.locations[{i}].name", f"duplicate location name {lname!r}")
+                ctx.fail(f"tokens.locations[{i}].name", "duplicate location name "
+                         + ctx.show(f"tokens.locations[{i}].name", lname))
             locations.append(loc)
     else:
         t.seen.add("locations")
@@ -424,18 +598,24 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
     if canonical is None and locations:
         canonical = locations[0].name
     if canonical is not None and canonical not in {loc.name for loc in locations}:
-        ctx.fail("tokens.canonical", f"{canonical!r} is not the name of a [[tokens.locations]]")
+        ctx.fail("tokens.canonical", ctx.show("tokens.canonical", canonical)
+                 + " is not the name of a [[tokens.locations]]")
     restart_after = t.strings("restart_after_unify") if "restart_after_unify" in t.table else (
         tuple(n for n in ("comfyui-qwen",) if n in names))
-    for n in restart_after:
+    for i, n in enumerate(restart_after):
         if n not in names:
-            ctx.fail("tokens.restart_after_unify", f"{n!r} is not a configured service")
+            ctx.fail(f"tokens.restart_after_unify[{i}]",
+                     ctx.show(f"tokens.restart_after_unify[{i}]", n)
+                     + " is not a configured service")
     tokens = TokensConfig(
         canonical=canonical,
         restart_after_unify=restart_after,
         locations=tuple(locations),
-        backup_dir=rel(t.string("backup_dir", ".genai-tui/backups") or ""),
-        audit_log=rel(t.string("audit_log", ".genai-tui/audit.jsonl") or ""),
+        backup_dir=rel(t.string("backup_dir", ".genai-tui/backups") or "", "tokens.backup_dir"),
+        audit_log=rel(t.string("audit_log", ".genai-tui/audit.jsonl") or "", "tokens.audit_log"),
+        state_dir=rel(t.string("state_dir", ".genai-tui") or "", "tokens.state_dir"),
+        keep_backups=t.integer("keep_backups", TokensConfig.keep_backups, minimum=1),
+        root=base_dir,
     )
     t.done()
 
@@ -463,7 +643,8 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
 
     h = _Reader(top.get("host", (dict,), {}, "a table"), "host", ctx)
     host = HostConfig(interval=h.number("interval", HostConfig.interval),
-                      disks=tuple(rel(x) for x in h.strings("disks")),
+                      disks=tuple(rel(x, f"host.disks[{i}]")
+                                  for i, x in enumerate(h.strings("disks"))),
                       memory_warn_pct=h.number("memory_warn_pct", HostConfig.memory_warn_pct))
     h.done()
 
@@ -481,7 +662,44 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
                   logs=logs, gpu=gpu, host=host, keys=keys, path=path, base_dir=base_dir)
 
 
+def _check_regex(ctx: _Ctx, where: str, pattern: str) -> None:
+    """A process_pattern must compile; the compiler's own words only for a literal one."""
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError, MemoryError) as exc:
+        if where in ctx.origins:  # re.error quotes pieces of the pattern
+            ctx.fail(where, f"not a valid regex: {ctx.show(where, pattern)}")
+        detail = exc.msg if isinstance(exc, re.error) else (
+            "nested too deeply" if isinstance(exc, RecursionError) else "too large")
+        ctx.fail(where, f"not a valid regex: {detail}")
+
+
 # ------------------------------------------------------------------ messages
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def _safe(text: str, limit: int) -> str:
+    """`text` as one terminal-safe line: control, format (bidi) and separator characters
+    escaped (`\\x1b`, `\\u202e`), at most about `limit` characters."""
+    text = text[: limit * 2]
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                       for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _quote(value: str, limit: int = 80) -> str:
+    """A literal value for a message: quoted, escaped, shortened."""
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return _safe(repr(value), limit * 6)
+
+
+def _short_number(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"a number with {len(text)} digits"
+
 
 
 def _tname(value: Any) -> str:
