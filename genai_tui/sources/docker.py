@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -32,6 +33,8 @@ COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_ONEOFF = "com.docker.compose.oneoff"
 
 Listener = Callable[[DockerStatus, list[ContainerInfo]], None]
+#: what the engine's listing gives as `Id`; anything shorter would be a prefix lookup
+FULL_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def make_client(cfg: DockerConfig) -> docker.DockerClient:
@@ -154,6 +157,45 @@ def match_service(services: Iterable[ServiceConfig], name: str,
     return None
 
 
+def _printable(text: str, limit: int = 120) -> str:
+    return "".join(ch for ch in text if ch.isprintable())[:limit]
+
+
+def resolve_container(services: Iterable[ServiceConfig], service: ServiceConfig,
+                      listing: Iterable[dict[str, Any]]) -> tuple[str | None, str]:
+    """The full ID of `service`'s container in a `containers(all=True)` listing, never by
+    ID prefix: the container with the exact name, else the one non-oneoff container its
+    compose service label gives it (matched as `list_stack` does). (None, reason) when
+    there is none, or several look-alikes and none with the exact name."""
+    want = service.container_name
+    pool = [s for s in services if s.runtime == "docker"]
+    if not any(s.name == service.name for s in pool):
+        pool.append(service)
+    by_label: list[tuple[str, str]] = []
+    for item in listing:
+        cid = item.get("Id")
+        if not isinstance(cid, str) or not FULL_ID.fullmatch(cid):
+            continue
+        names = [n for n in item.get("Names") or [] if isinstance(n, str)]
+        if "/" + want in names:
+            return cid, f"container {want!r}"
+        labels = item.get("Labels") or {}
+        for name in names:
+            svc = match_service(pool, name, labels)
+            if svc is not None and svc.name == service.name:
+                by_label.append((cid, name.lstrip("/")))
+                break
+    if len(by_label) == 1:
+        return by_label[0][0], f"container {by_label[0][1]!r} (compose service label)"
+    if by_label:
+        shown = ", ".join(sorted(n for _, n in by_label))
+        return None, _printable(
+            f"ambiguous: no container is named {want!r} and {len(by_label)} carry its "
+            f"compose service label ({shown}); set `container` to the exact name", 300)
+    return None, _printable(f"no container {want!r} (none by that exact name or compose "
+                            "service label)", 300)
+
+
 class RestartTracker:
     """Marks a service as looping when it started N times within a window."""
 
@@ -212,22 +254,22 @@ class DockerSource:
             self.reset()
             return DockerStatus(False, f"Docker engine unreachable: {describe_error(exc)}")
 
+    def resolve(self, service: ServiceConfig) -> tuple[str | None, str]:
+        """The service's container as a full ID from the engine's own listing (see
+        `resolve_container`), or (None, why not); raises on an unreachable engine."""
+        listing = self.client().api.containers(all=True)
+        return resolve_container(self.services, service, listing)
+
     def find(self, service: ServiceConfig) -> dict[str, Any] | None:
-        """`docker inspect` of the service's container, or None when there is none."""
-        client = self.client()
+        """`docker inspect` of the service's container, or None when there is none (or
+        it is ambiguous); never an ID-prefix match."""
+        cid, _ = self.resolve(service)
+        if cid is None:
+            return None
         try:
-            return client.api.inspect_container(service.container_name)
+            return self.client().api.inspect_container(cid)
         except docker.errors.NotFound:
-            pass
-        for item in client.api.containers(all=True, filters={
-                "label": f"{COMPOSE_SERVICE}={service.container_name}"}):
-            labels = item.get("Labels") or {}
-            if labels.get(COMPOSE_ONEOFF, "False") != "True":
-                try:
-                    return client.api.inspect_container(item["Id"])
-                except docker.errors.NotFound:
-                    continue
-        return None
+            return None
 
     def list_stack(self) -> list[ContainerInfo]:
         """One entry per docker service; raises on an unreachable engine."""
@@ -260,7 +302,7 @@ class DockerSource:
     def inspect_service(self, service: ServiceConfig, container_id: str | None = None
                         ) -> ContainerInfo:
         attrs = None
-        if container_id:
+        if container_id and FULL_ID.fullmatch(container_id):
             try:
                 attrs = self.client().api.inspect_container(container_id)
             except docker.errors.NotFound:
@@ -272,11 +314,13 @@ class DockerSource:
     def restart(self, service: ServiceConfig) -> tuple[bool, str]:
         """Restart the service's container; (ok, what happened) — never raises."""
         try:
-            attrs = self.find(service)
-            if attrs is None:
-                return False, f"no container {service.container_name!r}"
-            self.client().api.restart(attrs["Id"], timeout=self.config.docker.stop_timeout)
+            cid, reason = self.resolve(service)
+            if cid is None:
+                return False, reason
+            self.client().api.restart(cid, timeout=self.config.docker.stop_timeout)
             return True, "restarted"
+        except docker.errors.NotFound:
+            return False, f"container {service.container_name!r} went away before the restart"
         except Exception as exc:
             self.reset()
             return False, describe_error(exc)
@@ -372,6 +416,9 @@ class ContainerMonitor:
         actor = event.get("Actor") or {}
         attrs = actor.get("Attributes") or {}
         name = (attrs.get("name") or "").lstrip("/")
+        if action == "rename":
+            self._on_rename(actor.get("ID"), name, attrs)
+            return
         svc = match_service(self.source.services, name, attrs)
         if svc is None:
             return
@@ -401,6 +448,22 @@ class ContainerMonitor:
             self._store(provisional)
             self._emit()
         self.refresh_service(svc, cid)
+
+    def _on_rename(self, cid: Any, new: str, attrs: dict[str, Any]) -> None:
+        """Re-resolve every service a rename can concern: the one showing this container
+        (it may have lost it), and those whose container name it left or took."""
+        old = str(attrs.get("oldName") or "").lstrip("/")
+        names = {n for n in (new, old) if n}
+        with self._lock:
+            showing = {s for s, info in self._infos.items() if cid and info.id == cid}
+        gained = match_service(self.source.services, new, attrs) if new else None
+        touched = [s for s in self.source.services
+                   if s.name in showing or s.container_name in names
+                   or (gained is not None and s.name == gained.name)]
+        for svc in touched:
+            self._store(self.source.inspect_service(svc))
+        if touched:
+            self._emit()
 
     def _record_lifecycle(self, service: str, action: str) -> None:
         """Count a start as a restart only when the engine restarted it after a crash
