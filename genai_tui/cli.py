@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except configmod.ConfigError as exc:
         print(f"genai-tui: bad config: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
+    use_fingerprint_key(cfg)
     if command == "dashboard":
         return run_dashboard(cfg, readonly=args.readonly)
     if command == "check":
@@ -67,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_tokens.run(args, cfg, readonly=args.readonly)
     parser.error(f"unknown command {command!r}")
     return EXIT_UNKNOWN
+
+
+def use_fingerprint_key(cfg: configmod.Config) -> None:
+    """Fingerprints keyed per install, so every face and run of this stack agrees (see
+    genai_tui.secret); without a usable key file they are valid for this run only."""
+    from genai_tui import secret
+
+    secret.use_key_file(cfg.tokens.state_dir)
 
 
 def ssh_frame_rate() -> None:
@@ -226,6 +235,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         config_path = stack.start()
         cfg = configmod.load_file(config_path)
+        use_fingerprint_key(cfg)
         return run_dashboard(cfg, readonly=args.readonly)
     except KeyboardInterrupt:
         return 130

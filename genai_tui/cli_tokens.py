@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from genai_tui.config import Config
@@ -197,6 +199,9 @@ def _unify(args: argparse.Namespace, config: Config) -> int:
         _out(f"done: {result.message}")
         for b in result.backups:
             _out(f"  backup: {_safe(tk.display_path(b, config.base_dir))}")
+        if result.pruned:
+            _out(f"  pruned {len(result.pruned)} old backup(s) (keep_backups = "
+                 f"{config.tokens.keep_backups})")
         for w in result.warnings:
             _out(f"  warning: {_safe(w)}")
     code = EXIT_WARNING if plan.blocked else EXIT_OK
@@ -272,6 +277,14 @@ def _container(config: Config, name: str) -> str:
     return svc.container_name if svc else name
 
 
+def _plan_path(c: tk.PlannedChange, base: Path | None) -> str:
+    """The configured path, and the file really written when a symlink is on the way."""
+    shown = tk.display_path(c.path, base)
+    if c.target and os.path.abspath(c.path) != c.target:
+        shown += f" → {tk.display_path(c.target, base)}"
+    return shown
+
+
 def render_plan(plan: tk.UnifyPlan, config: Config) -> str:
     from genai_tui.textout import table
 
@@ -282,7 +295,7 @@ def render_plan(plan: tk.UnifyPlan, config: Config) -> str:
     if plan.changes:
         out.append(table(["LOCATION", "ACTION", "FROM", "TO", "WHY", "PATH"], [
             [_safe(c.location), c.action, c.before or "-", c.after, _safe(c.reason),
-             _safe(tk.display_path(c.path, base))] for c in plan.changes]))
+             _safe(_plan_path(c, base))] for c in plan.changes]))
     else:
         out.append(f"nothing to change: {len(plan.unchanged)} location(s) already hold "
                    f"{plan.target}")

@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from genai_tui import secret as _secret
+
 REQUIRE_DOCKER = os.environ.get("GENAI_TUI_REQUIRE_DOCKER") == "1"
+TEST_FINGERPRINT_KEY = b"genai-tui test fingerprint key"
+
+
+@pytest.fixture(autouse=True)
+def _fingerprint_key() -> None:
+    """One fingerprint key for each test, so snapshots are stable even after a test ran
+    the CLI in-process (a real install keeps its own random key in its state folder)."""
+    _secret.set_key(TEST_FINGERPRINT_KEY)
 TEST_OWNER = f"pytest-{os.getpid()}-{secrets.token_hex(2)}"
 
 

@@ -39,7 +39,8 @@ class Stack:
         return TokensConfig(canonical=self.canonical, locations=tuple(self.locations),
                             restart_after_unify=self.restart_after_unify,
                             backup_dir=self.root / ".genai-tui" / "backups",
-                            audit_log=self.root / ".genai-tui" / "audit.jsonl")
+                            audit_log=self.root / ".genai-tui" / "audit.jsonl",
+                            state_dir=self.root / ".genai-tui", root=self.root)
 
     def path(self, name: str) -> Path:
         return next(loc.path for loc in self.locations if loc.name == name)

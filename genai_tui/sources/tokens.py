@@ -15,6 +15,8 @@ Secret values live only in private attributes (never in a repr, JSON, message or
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import getpass
 import hashlib
 import json
@@ -23,10 +25,9 @@ import re
 import secrets
 import socket
 import stat
-import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,8 +43,8 @@ from genai_tui.model import (
     TokenLocationStatus,
     TokensReport,
 )
-from genai_tui.secret import BCRYPT_ANYWHERE, BCRYPT_RE, fingerprint
-from genai_tui.sources import envfile
+from genai_tui.secret import BCRYPT_ANYWHERE, BCRYPT_RE, fingerprint, raw_label
+from genai_tui.sources import envfile, fsutil
 
 #: token files are tiny; anything bigger is not a token file (and is not read into memory)
 MAX_FILE_BYTES = 1 << 20
@@ -155,36 +156,41 @@ class _Loc:
         return set(self.status.problems) & FIXABLE[self.cfg.format]
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return type(exc).__name__
+_reason = fsutil.reason
 
 
 def _read_bytes(path: Path) -> tuple[bytes | None, os.stat_result | None, str | None, str]:
-    """(content, stat, failed state, detail); never blocks on a FIFO or reads a huge file."""
+    """(content, stat, failed state, detail); never blocks on a FIFO or reads a huge file
+    (opened non-blocking, checked to be a regular file on the open descriptor)."""
     try:
-        st = os.stat(path)
+        data, st = fsutil.read_regular(path, MAX_FILE_BYTES)
     except FileNotFoundError:
+        if os.path.islink(path):
+            return None, None, "missing", "dangling symlink"
         if not path.parent.is_dir():
             return None, None, "missing", "folder does not exist"
         return None, None, "missing", "file not found"
     except NotADirectoryError:
         return None, None, "unreadable", "a parent of this path is a file, not a folder"
+    except fsutil.NotRegular as exc:
+        st = _stat_or_none(path)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            return None, st, "unreadable", "is a folder, expected a file"
+        return None, st, "unreadable", f"{exc}"
+    except IsADirectoryError:
+        return None, _stat_or_none(path), "unreadable", "is a folder, expected a file"
     except OSError as exc:
-        return None, None, "unreadable", f"cannot stat: {_reason(exc)}"
-    if stat.S_ISDIR(st.st_mode):
-        return None, st, "unreadable", "is a folder, expected a file"
-    if not stat.S_ISREG(st.st_mode):
-        return None, st, "unreadable", "not a regular file"
-    if st.st_size > MAX_FILE_BYTES:
+        return None, _stat_or_none(path), "unreadable", f"cannot read: {fsutil.reason(exc)}"
+    if len(data) > MAX_FILE_BYTES:
         return None, st, "unreadable", f"too large for a token file ({st.st_size} bytes)"
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        return None, st, "unreadable", f"cannot read: {_reason(exc)}"
     return data, st, None, ""
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def _strip_quotes(value: str) -> tuple[str, bool]:
@@ -335,7 +341,7 @@ def _parse_env(out: _Loc, text: str, bom: bool, problems: set[str]) -> None:
         out.value = e.value
         _, corrupt = _recover(e.value, key)
         problems |= corrupt
-        out.status.fingerprint = fingerprint(e.value) if e.value else None
+        # a raw password is never fingerprinted: _finish names it by the hash it verifies
         out.status.state = "ok" if e.value else "raw_mismatch"
         if not e.value:
             out.status.detail = "empty value"
@@ -406,7 +412,7 @@ def canonical_hash(tokens: TokensConfig) -> str | None:
     return read.hash if read.status.state == "ok" else None
 
 
-def _finish(tokens: TokensConfig, locs: list[_Loc], *, verify_raw: bool = True) -> TokensReport:
+def _finish(tokens: TokensConfig, locs: list[_Loc]) -> TokensReport:
     """Compare every location with the canonical hash and build the report."""
     canon = _canonical(tokens, locs)
     report = TokensReport(canonical=tokens.canonical)
@@ -426,18 +432,8 @@ def _finish(tokens: TokensConfig, locs: list[_Loc], *, verify_raw: bool = True) 
         if x is canon or s.state in ("missing", "unreadable", "invalid"):
             continue
         if x.cfg.format == "raw_env":
-            if s.state != "ok":
-                continue
-            if canon_hash is None:
-                s.state = "raw_mismatch"
-                s.detail = f"cannot be checked: canonical location {cname!r} holds no valid hash"
-            elif not verify_raw:
-                s.state, s.detail = "raw_mismatch", "not checked"
-            elif not check_raw(x.value or "", canon_hash):
-                s.state = "raw_mismatch"
-                s.detail = (f"does not verify against the canonical hash ({cname})"
-                            if not is_valid_hash(x.value or "")
-                            else "holds a bcrypt hash, not the raw token")
+            if s.state == "ok":
+                _judge_raw(x, canon_hash, cname, locs)
             continue
         if canon_hash is None:
             s.state = "mismatch"
@@ -453,11 +449,42 @@ def _finish(tokens: TokensConfig, locs: list[_Loc], *, verify_raw: bool = True) 
     return report
 
 
+def _judge_raw(x: _Loc, canon_hash: str | None, cname: str, locs: Sequence[_Loc]) -> None:
+    """Name a raw password by the hash it verifies (`raw→fp:…`), canonical first: a
+    fingerprint of the password itself could be tested against a dictionary."""
+    s, value = x.status, x.value or ""
+    if canon_hash is not None and check_raw(value, canon_hash):
+        s.fingerprint = raw_label(canon_hash)
+        return
+    s.state = "raw_mismatch"
+    other = _verified_hash(value, locs, exclude=canon_hash)
+    s.fingerprint = raw_label(other)
+    if is_valid_hash(value):
+        s.detail = "holds a bcrypt hash, not the raw token"
+    elif canon_hash is None:
+        s.detail = f"cannot be checked: canonical location {cname!r} holds no valid hash"
+        if other:
+            s.detail += f"; it verifies {fingerprint(other)}"
+    elif other:
+        s.detail = (f"verifies {fingerprint(other)}, not the canonical hash ({cname})")
+    else:
+        s.detail = f"does not verify against the canonical hash ({cname}) or any other copy"
+
+
+def _verified_hash(raw: str, locs: Sequence[_Loc], exclude: str | None = None) -> str | None:
+    """The first distinct well-formed hash held somewhere that `raw` verifies."""
+    seen = {exclude}
+    for x in locs:
+        if x.cfg.format in HASH_FORMATS and x.hash and x.hash not in seen:
+            seen.add(x.hash)
+            if check_raw(raw, x.hash):
+                return x.hash
+    return None
+
+
 def value_counts(report: TokensReport) -> str:
-    """"2 hash values, 1 raw token" (a raw token always has its own fingerprint)."""
-    fmt = {s.name: s.format for s in report.locations}
-    raw = sum(1 for names in report.fingerprints.values()
-              if all(fmt.get(n) == "raw_env" for n in names))
+    """"2 hash values, 1 raw token" (raw tokens are told apart by the hash they verify)."""
+    raw = sum(1 for fp in report.fingerprints if fp.startswith("raw"))
     hashes = len(report.fingerprints) - raw
     text = f"{hashes} hash value{'s' if hashes != 1 else ''}"
     if raw:
@@ -573,6 +600,7 @@ class PlannedChange:
     before: str | None  # fingerprint
     after: str  # fingerprint
     reason: str
+    target: str = ""  # the file really written: `path` with every symlink resolved
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -596,6 +624,7 @@ class _FileWrite:
     mode: int | None  # None: created with 0600
     uid: int | None = None
     gid: int | None = None
+    folder_id: tuple[int, int] | None = None  # (st_dev, st_ino) of its folder at plan time
 
 
 @dataclass
@@ -605,13 +634,17 @@ class UnifyPlan:
     source: str  # location name, or "rotate"
     rotate: bool
     target: str  # fingerprint of the hash everything will hold
-    raw_target: str | None  # fingerprint of the raw token, when known
+    raw_target: str | None  # `raw→fp:…` when the raw token is known (never its own fp)
     changes: list[PlannedChange] = field(default_factory=list)
     blocked: list[Blocked] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     before: dict[str, str | None] = field(default_factory=dict)
     _writes: list[_FileWrite] = field(default_factory=list, repr=False)
+    #: every file the plan read (real path -> digest, None if absent), and where each
+    #: location resolved: re-checked under the lock before anything is written
+    _seen: dict[Path, str | None] = field(default_factory=dict, repr=False)
+    _resolved: dict[str, tuple[Path, Path]] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return (f"UnifyPlan(source={self.source!r}, target={self.target!r}, "
@@ -737,6 +770,54 @@ def _new_content(x: _Loc, hash_: str, user: str) -> str:
     raise AssertionError(fmt)
 
 
+def link_problem(loc: TokenLocation, root: Path | None, real: Path | None = None
+                 ) -> str | None:
+    """Why unify must not write `loc` because of a symlink on its path, or None.
+
+    A ComfyUI container can write its own `login/` folder, so a link planted there could
+    make a root-run unify overwrite any file on the host. A link (the file or a folder on
+    the way) may only resolve inside the config's folder tree and into a folder of ours
+    or of the tree's owner, unless the location says `follow_symlinks = true`; a dangling
+    link is never created through."""
+    path = Path(os.path.abspath(loc.path))
+    real = real or Path(os.path.realpath(path))
+    unlinked = path
+    if root is not None and path.is_relative_to(os.path.abspath(root)):
+        # links above the config's folder (/home -> /data/home) are the admin's own
+        unlinked = Path(os.path.realpath(root)) / path.relative_to(os.path.abspath(root))
+    if real == unlinked:
+        return None
+    if os.path.islink(path) and not os.path.exists(path):
+        return (f"is a dangling symlink (to {real}); genai-tui never creates a file "
+                "through a link")
+    if loc.follow_symlinks:
+        return None
+    hint = "; set follow_symlinks = true on this location if that is intended"
+    if root is not None:
+        top = Path(os.path.realpath(root))
+        if not real.is_relative_to(top):
+            return f"is a symlink to {real}, outside the config's folder {top}{hint}"
+    owners = {os.geteuid()}
+    with contextlib.suppress(OSError):
+        if root is not None:
+            owners.add(os.stat(root).st_uid)
+    try:
+        owner = os.stat(real.parent).st_uid
+    except OSError:
+        return f"is a symlink to {real}, whose folder cannot be checked{hint}"
+    if owner not in owners:
+        return f"is a symlink to {real}, in a folder owned by another user (uid {owner}){hint}"
+    return None
+
+
+def _folder_id(folder: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def plan_unify(tokens: TokensConfig, source: str | None = None, *,
                rotate: bool = False) -> UnifyPlan:
     """What unify would change, and to what; raises UnifyError for an unusable source.
@@ -779,7 +860,7 @@ def plan_unify(tokens: TokensConfig, source: str | None = None, *,
                         and x.status.state not in ("missing", "unreadable")
                         and check_raw(x.value, hash_)), None)
     plan = UnifyPlan(source=src_name, rotate=rotate, target=fingerprint(hash_),
-                     raw_target=fingerprint(raw) if raw else None)
+                     raw_target=raw_label(hash_) if raw else None)
     plan.before = {x.cfg.name: x.status.fingerprint for x in locs}
     user = _password_users(locs) or DEFAULT_USER
     if rotate and not any(x.cfg.format == "raw_env" for x in locs):
@@ -790,10 +871,14 @@ def plan_unify(tokens: TokensConfig, source: str | None = None, *,
     # group locations by the real file they live in: one write per file
     files: dict[Path, list[_Loc]] = {}
     for x in locs:
-        files.setdefault(Path(os.path.realpath(x.cfg.path)), []).append(x)
+        real = Path(os.path.realpath(x.cfg.path))
+        files.setdefault(real, []).append(x)
+        plan._resolved[x.cfg.name] = (x.cfg.path, real)
     for real, group in files.items():
         first = group[0]
-        blocked = next((x.block for x in group if x.block), None)
+        plan._seen[real] = _digest(first.content)
+        blocked = next((b for b in (link_problem(x.cfg, tokens.root, real) for x in group)
+                        if b), None) or next((x.block for x in group if x.block), None)
         if first.content is not None:
             bom = first.content.startswith(_BOM)
             text = first.content[len(_BOM) if bom else 0:].decode("utf-8", "replace")
@@ -826,7 +911,7 @@ def plan_unify(tokens: TokensConfig, source: str | None = None, *,
                                              compose=x.cfg.compose,
                                              quote=None if x.cfg.compose else _quote_of(x))
             changed.append(PlannedChange(x.cfg.name, str(x.cfg.path), x.cfg.format, action,
-                                         x.status.fingerprint, after, reason))
+                                         x.status.fingerprint, after, reason, str(real)))
         if changed and first.cfg.format in ("hash_file", "password_file"):
             bom = False  # whole-file formats are rewritten clean
         new = (_BOM if bom else b"") + new_text.encode("utf-8")
@@ -841,7 +926,8 @@ def plan_unify(tokens: TokensConfig, source: str | None = None, *,
             mode=stat.S_IMODE(st.st_mode) if st is not None and first.content is not None
             else None,
             uid=st.st_uid if st is not None and first.content is not None else None,
-            gid=st.st_gid if st is not None and first.content is not None else None))
+            gid=st.st_gid if st is not None and first.content is not None else None,
+            folder_id=_folder_id(real.parent)))
     done = {c.location for c in plan.changes} | {b.location for b in plan.blocked}
     for x in locs:
         if x.cfg.name not in done and x.cfg.name not in plan.unchanged:
@@ -864,14 +950,9 @@ def _quote_of(x: _Loc) -> str | None:
 def _hash_for_raw(raw: str, locs: Sequence[_Loc], canonical: str | None) -> str:
     """An existing hash that verifies against `raw` (canonical first), so nothing changes
     needlessly; otherwise a new hash at cost 12."""
-    seen: list[str] = []
     ordered = sorted(locs, key=lambda x: x.cfg.name != canonical)
-    for x in ordered:
-        if x.cfg.format in HASH_FORMATS and x.hash and x.hash not in seen:
-            seen.append(x.hash)
-            if check_raw(raw, x.hash):
-                return x.hash
-    return bcrypt.hashpw(raw.encode("utf-8"), bcrypt.gensalt(BCRYPT_COST)).decode("ascii")
+    return _verified_hash(raw, ordered) or bcrypt.hashpw(
+        raw.encode("utf-8"), bcrypt.gensalt(BCRYPT_COST)).decode("ascii")
 
 
 def _plan_location(x: _Loc, hash_: str, raw: str | None, user: str,
@@ -886,14 +967,14 @@ def _plan_location(x: _Loc, hash_: str, raw: str | None, user: str,
             if x.value and s.state not in ("missing", "unreadable") and check_raw(x.value,
                                                                                   hash_):
                 if fixes and not x.block:
-                    return "fix", "fix " + ", ".join(fixes), fingerprint(x.value)
+                    return "fix", "fix " + ", ".join(fixes), raw_label(hash_)
                 return None
             why = ("it holds a raw token that does not match the chosen hash"
                    if x.value else "it holds no raw token")
             plan.blocked.append(Blocked(x.cfg.name, why + "; a raw token cannot be derived "
                                         "from a hash: use --rotate, or --from a raw location"))
             return None
-        target_value, after = raw, fingerprint(raw)
+        target_value, after = raw, raw_label(hash_)
     else:
         target_value, after = hash_, fingerprint(hash_)
     if s.state == "missing":
@@ -925,25 +1006,71 @@ class UnifyResult:
     backups: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     message: str = ""
+    pruned: list[str] = field(default_factory=list)  # old backups removed (keep_backups)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-_APPLY_LOCK = threading.Lock()
+#: how long a unify waits for another one (the dashboard, a script, another admin)
+LOCK_WAIT = 10.0
+LOCK_FILE = "unify.lock"
 
 
-def _fsync_dir(folder: Path) -> None:
+@contextlib.contextmanager
+def unify_lock(tokens: TokensConfig, wait: float = LOCK_WAIT) -> Iterator[None]:
+    """One unify at a time per stack: an exclusive `flock` on `<state_dir>/unify.lock`.
+    Waits up to `wait` seconds, then refuses naming the holder (who, pid, since when)."""
+    import time
+
+    folder = tokens.state_dir
     try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
+        fsutil.private_dir(folder)
+        fd, _ = fsutil.open_regular(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600,
+                                    follow=False)
+    except OSError as exc:
+        raise UnifyError(f"cannot open the unify lock {folder / LOCK_FILE}: "
+                         f"{fsutil.reason(exc)}; nothing was written") from None
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise UnifyError(f"another unify is running ({_lock_holder(fd)}); "
+                                     f"waited {wait:g} s, nothing was written; try again "
+                                     "when it has finished") from None
+                time.sleep(0.05)
+        holder = json.dumps({"who": who(), "pid": os.getpid(),
+                             "since": datetime.now(UTC).isoformat(timespec="seconds")})
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder.encode() + b"\n", 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
     finally:
-        os.close(fd)
+        os.close(fd)  # releases the lock
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        item = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace") or "{}")
+    except (OSError, ValueError):
+        item = None
+    if not isinstance(item, dict) or "pid" not in item:
+        return "holder unknown"
+    return scrub(_printable(f"{item.get('who', '?')}, pid {item.get('pid')}, "
+                             f"since {item.get('since', '?')}"))
+
+
+def _printable(text: str) -> str:
+    """Printable text only (the lock file is ours, but its folder may not be)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)[:200]
 
 
 def atomic_write(path: Path, data: bytes, mode: int | None = None, uid: int | None = None,
@@ -951,112 +1078,180 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None, uid: int | No
     """Write via a temporary file in the same folder, fsync, rename: readers see the old or
     the new file, never half of one. `mode` None means a new file (0600). The owner is kept
     when possible (a container user must still read its PASSWORD); returns False when it
-    could not be."""
-    folder = path.parent
-    owner_kept = True
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".genai-tui.tmp", dir=folder)
-    try:
-        try:
-            os.fchmod(fd, 0o600 if mode is None else mode)
-            if uid is not None and gid is not None and (uid, gid) != (os.getuid(),
-                                                                       os.getgid()):
-                try:
-                    os.fchown(fd, uid, gid)
-                except OSError:
-                    owner_kept = False
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-    return owner_kept
+    could not be. A symlink at `path` is replaced, never written through."""
+    return fsutil.atomic_write(path, data, mode, uid, gid)
 
 
-def _ensure_private_dir(folder: Path) -> None:
-    """`folder` with mode 0700, and every folder we create on the way too (`.genai-tui/`
-    holds backups of secrets)."""
-    missing = []
-    p = folder
-    while not p.exists() and p != p.parent:
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            d.mkdir(mode=0o700)
-        with contextlib.suppress(OSError):
-            os.chmod(d, 0o700)
-    with contextlib.suppress(OSError):
-        os.chmod(folder, 0o700)
+def backup_folder(tokens: TokensConfig) -> Path:
+    """Where backups go: `backup_dir` itself when it is a private folder of ours (or we
+    create it), else a private `genai-tui-<uid>` folder inside it. The mode of a folder we
+    did not create is never changed (a shared 1777 folder keeps its sticky bit)."""
+    base = tokens.backup_dir
+    if not os.path.lexists(base):
+        fsutil.private_dir(base)
+    if fsutil.is_private_dir(base):
+        return base
+    if not os.path.isdir(base):
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(base))
+    sub = base / f"genai-tui-{os.geteuid()}"
+    if not os.path.lexists(sub):
+        fsutil.private_dir(sub)
+    if not fsutil.is_private_dir(sub):
+        raise PermissionError(errno.EPERM, "not a private folder of this user", str(sub))
+    return sub
 
 
-def _backup(backup_dir: Path, w: _FileWrite, stamp: str) -> Path:
+_STAMP = r"\d{8}T\d{6}\.\d{6}Z"
+
+
+def _backup_base(w: _FileWrite) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", w.locations[0]) + "-" + w.path.name
+
+
+def _backup(folder: Path, w: _FileWrite, stamp: str) -> Path:
+    """A 0600 copy of the file's old bytes; a copy that could not be completed (a full
+    disk) is removed, never left behind half-written."""
     assert w.old is not None
-    _ensure_private_dir(backup_dir)
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", w.locations[0])
-    base = backup_dir / f"{stamp}-{safe}-{w.path.name}"
-    target, n = base, 1
-    while True:
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            break
-        except FileExistsError:
-            n += 1
-            target = base.with_name(f"{base.name}.{n}")
+    dfd = fsutil.open_dir(folder)
     try:
-        os.write(fd, w.old)
-        os.fsync(fd)
+        name = base = f"{stamp}-{_backup_base(w)}"
+        n = 1
+        while True:
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o600, dir_fd=dfd)
+                break
+            except FileExistsError:
+                n += 1
+                name = f"{base}.{n}"
+        try:
+            try:
+                fsutil.write_all(fd, w.old)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=dfd)
+            raise
+        fsutil.fsync_dir(dfd)
     finally:
-        os.close(fd)
-    return target
+        os.close(dfd)
+    return folder / name
+
+
+def prune_backups(folder: Path, w: _FileWrite, keep: int) -> list[str]:
+    """Remove all but the newest `keep` backups of this location's file (only regular
+    files of ours with our naming); returns the names removed."""
+    pat = re.compile(_STAMP + "-" + re.escape(_backup_base(w)) + r"(\.\d+)?$")
+    mine: list[tuple[str, int, str]] = []  # (stamp, copy number, name): oldest first
+    with contextlib.suppress(OSError), os.scandir(folder) as it:
+        for e in it:
+            m = pat.match(e.name)
+            if m is None:
+                continue
+            with contextlib.suppress(OSError):
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                    mine.append((e.name[:23], int(m.group(1)[1:]) if m.group(1) else 1,
+                                 e.name))
+    mine.sort()
+    removed = []
+    for _, _, name in mine[:-keep] if keep > 0 else mine:
+        with contextlib.suppress(OSError):
+            os.unlink(folder / name)
+            removed.append(name)
+    return removed
 
 
 def _digest(data: bytes | None) -> str | None:
     return None if data is None else hashlib.sha256(data).hexdigest()
 
 
+def _recheck(tokens: TokensConfig, plan: UnifyPlan, base_dir: Path | None) -> None:
+    """Under the lock: every file the plan read is still what it read, and every location
+    still resolves where it did (time of check to time of use)."""
+    locs = {loc.name: loc for loc in tokens.locations}
+    for name, (path, real) in plan._resolved.items():
+        now = Path(os.path.realpath(path))
+        problem = link_problem(locs[name], tokens.root, now) if name in locs else None
+        if now != real or problem:
+            raise UnifyError(f"location {name!r} ({_disp(path, base_dir)}) "
+                             + (problem or f"now resolves to {now}, not {real}")
+                             + "; nothing was written, run unify again")
+    for real, digest in plan._seen.items():
+        try:
+            now, _ = fsutil.read_regular(real, MAX_FILE_BYTES, follow=False)
+        except FileNotFoundError:
+            now = None
+        except OSError as exc:
+            raise UnifyError(f"{_disp(real, base_dir)}: {fsutil.reason(exc)}; nothing was "
+                             "written") from None
+        if _digest(now) != digest:
+            names = [n for n, (_, r) in plan._resolved.items() if r == real]
+            raise UnifyError(f"location {names[0]!r} ({_disp(real, base_dir)}) changed since "
+                             "the plan was made; nothing was written, run unify again")
+    for w in plan._writes:
+        if w.folder_id is not None and _folder_id(w.path.parent) != w.folder_id:
+            raise UnifyError(f"the folder of location {w.locations[0]!r} "
+                             f"({_disp(w.path.parent, base_dir)}) was replaced since the "
+                             "plan was made; nothing was written, run unify again")
+
+
+def _clean_litter(tokens: TokensConfig) -> int:
+    """Remove the temporary files of ours that a killed unify left beside token files."""
+    by_folder: dict[Path, set[str]] = {}
+    for loc in tokens.locations:
+        real = Path(os.path.realpath(loc.path))
+        by_folder.setdefault(real.parent, set()).add(real.name)
+    return sum(fsutil.clean_temps(folder, names) for folder, names in by_folder.items())
+
+
 def apply_plan(tokens: TokensConfig, plan: UnifyPlan, *, base_dir: Path | None = None,
-               audit: bool = True) -> UnifyResult:
-    """Carry out a plan: all files or none. Each changed file is backed up first, then
-    written atomically with its mode and owner kept; if any write fails, the files already
-    written are restored and UnifyError names the location and the reason."""
+               audit: bool = True, lock_wait: float = LOCK_WAIT) -> UnifyResult:
+    """Carry out a plan: all files or none, one unify at a time (`unify_lock`). Under the
+    lock every file the plan read is re-verified, leftovers of a killed run are removed,
+    each changed file is backed up, then written atomically in the folder it was planned
+    in, mode and owner kept; if any write fails, the files already written are restored
+    and UnifyError names the location and the reason. Old backups are pruned."""
     result = UnifyResult(warnings=list(plan.warnings))
-    with _APPLY_LOCK:
+    with unify_lock(tokens, lock_wait):
+        cleaned = _clean_litter(tokens)
+        if cleaned:
+            result.warnings.append(f"removed {cleaned} temporary file(s) left by an "
+                                   "interrupted unify")
         if not plan._writes:
             result.message = "nothing to change"
             if audit:
                 _audit_unify(tokens, plan, result, outcome="unchanged")
             return result
         # 1. nothing may have changed since the plan was made
-        for w in plan._writes:
-            now, _, failed, detail = _read_bytes(w.path)
-            if failed not in (None, "missing") or _digest(now) != _digest(w.old):
-                raise UnifyError(f"location {w.locations[0]!r} ({_disp(w.path, base_dir)}) "
-                                 "changed since the plan was made; nothing was written, run "
-                                 "unify again")
+        _recheck(tokens, plan, base_dir)
         # 2. backups of every file that exists
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        folder: Path | None = None
         for w in plan._writes:
             if w.old is None:
                 continue
             try:
-                result.backups.append(str(_backup(tokens.backup_dir, w, stamp)))
+                folder = folder or backup_folder(tokens)
+                result.backups.append(str(_backup(folder, w, stamp)))
             except OSError as exc:
-                raise UnifyError(f"cannot back up location {w.locations[0]!r} "
-                                 f"({_disp(w.path, base_dir)}) to {tokens.backup_dir}: "
-                                 f"{_reason(exc)}; nothing was written") from None
+                msg = (f"cannot back up location {w.locations[0]!r} "
+                       f"({_disp(w.path, base_dir)}) to {tokens.backup_dir}: "
+                       f"{_reason(exc)}; nothing was written")
+                for b in result.backups:  # a backup of a change that never happened
+                    with contextlib.suppress(OSError):
+                        os.unlink(b)
+                result.backups = []
+                if audit:
+                    _audit_unify(tokens, plan, result, error=msg)
+                raise UnifyError(msg) from None
         # 3. the writes, undone on the first failure
         done: list[_FileWrite] = []
         for w in plan._writes:
             try:
-                if not atomic_write(w.path, w.new, w.mode, w.uid, w.gid):
+                if not _write_planned(w):
                     result.warnings.append(
                         f"location {w.locations[0]!r}: could not keep the file's owner "
                         f"(uid {w.uid}, gid {w.gid}); check that its reader can still open it")
@@ -1075,12 +1270,30 @@ def apply_plan(tokens: TokensConfig, plan: UnifyPlan, *, base_dir: Path | None =
                 raise UnifyError(msg) from None
             done.append(w)
             result.files.append(str(w.path))
+        if folder is not None:
+            for w in plan._writes:
+                if w.old is not None:
+                    result.pruned.extend(prune_backups(folder, w, tokens.keep_backups))
         result.changed = [c.location for c in plan.changes]
         n = len(result.changed)
         result.message = f"{n} location(s) now hold {plan.target}"
         if audit:
             _audit_unify(tokens, plan, result)
     return result
+
+
+def _write_planned(w: _FileWrite, data: bytes | None = None) -> bool:
+    """Replace the planned file inside the very folder the plan saw (by device and
+    inode), so a folder swapped for a link meanwhile is never written through."""
+    dfd = fsutil.open_dir(w.path.parent)
+    try:
+        st = os.fstat(dfd)
+        if w.folder_id is not None and (st.st_dev, st.st_ino) != w.folder_id:
+            raise FileExistsError(errno.EEXIST, "its folder was replaced since the plan")
+        return fsutil.replace_at(dfd, w.path.name, w.new if data is None else data, w.mode,
+                                 w.uid, w.gid)
+    finally:
+        os.close(dfd)
 
 
 def _rollback(done: list[_FileWrite]) -> list[str]:
@@ -1090,7 +1303,7 @@ def _rollback(done: list[_FileWrite]) -> list[str]:
             if w.old is None:
                 os.unlink(w.path)
             else:
-                atomic_write(w.path, w.old, w.mode, w.uid, w.gid)
+                _write_planned(w, w.old)
         except OSError as exc:
             failed.append(f"{w.locations[0]!r} ({_reason(exc)})")
     return failed
@@ -1125,16 +1338,19 @@ def who() -> str:
 
 
 def append_audit(path: Path, entry: dict[str, Any]) -> None:
-    """One JSON line, fingerprints only, file 0600 (its folder 0700 when we create it)."""
+    """One JSON line, fingerprints only, file 0600 (its folder 0700 when we create it).
+    Never follows a symlink at `path` and never blocks: a FIFO, device or folder there
+    raises OSError naming what it is."""
     entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "who": who(), **entry}
     line = scrub(json.dumps(entry, sort_keys=False, default=str)) + "\n"
     if not path.parent.exists():
-        _ensure_private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fsutil.private_dir(path.parent)
+    fd, st = fsutil.open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600,
+                                 follow=False)
     try:
-        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+        if stat.S_IMODE(st.st_mode) & 0o077:
             os.fchmod(fd, 0o600)
-        os.write(fd, line.encode("utf-8"))
+        fsutil.write_all(fd, line.encode("utf-8"))
     finally:
         os.close(fd)
 
@@ -1157,20 +1373,27 @@ def _audit_unify(tokens: TokensConfig, plan: UnifyPlan, result: UnifyResult,
     }
     if error:
         entry["error"] = error
-    with contextlib.suppress(OSError):
+    if result.pruned:
+        entry["pruned_backups"] = len(result.pruned)
+    try:
         append_audit(tokens.audit_log, entry)
+    except OSError as exc:
+        result.warnings.append(f"audit log {tokens.audit_log}: {fsutil.reason(exc)}; this "
+                               "change was not recorded there")
 
 
 def read_audit(path: Path, limit: int = 1000) -> list[dict[str, Any]]:
     """The last `limit` audit entries (malformed lines skipped)."""
     try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 512 * 1024))
-            data = f.read()
+        fd, st = fsutil.open_regular(path, follow=False)
     except OSError:
         return []
+    try:
+        data = os.pread(fd, 512 * 1024, max(0, st.st_size - 512 * 1024))
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
     out = []
     for line in data.decode("utf-8", "replace").splitlines()[-limit:]:
         try:

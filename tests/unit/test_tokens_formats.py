@@ -12,7 +12,7 @@ import pytest
 
 from genai_tui.config import TokenLocation, TokensConfig
 from genai_tui.model import LogEvent, ProbeResult
-from genai_tui.secret import fingerprint
+from genai_tui.secret import fingerprint, raw_label
 from genai_tui.sources import tokens as tk
 from tests.tokens_helpers import hash_of, make_stack, new_pair
 
@@ -51,7 +51,9 @@ def test_every_format_ok_and_consistent(tmp_path):
     assert report.consistent
     fp = fingerprint(st.hash)
     assert report.fingerprints[fp] == ["secrets", "password", "env-main", "conf"]
-    assert report.fingerprints[fingerprint(st.raw)] == ["env-raw"]
+    # the raw password is named by the hash it verifies, never fingerprinted itself
+    assert report.fingerprints[raw_label(st.hash)] == ["env-raw"]
+    assert fingerprint(st.raw) not in json.dumps(report.to_json())
     assert all(s.mtime is not None for s in report.locations)
     assert report.locations[0].canonical and not report.locations[1].canonical
     # the .env template is CRLF: reported as a problem of the file, not of the value
@@ -72,7 +74,8 @@ def test_json_dotted_key(tmp_path):
 def test_raw_env_verifies_with_bcrypt(tmp_path):
     s, _ = one(tmp_path, "raw_env", "RAW=the-password\n", key="RAW", canonical_hash=H)
     assert s.state == "ok"
-    assert s.fingerprint == fingerprint("the-password")
+    assert s.fingerprint == raw_label(H)  # "raw→fp:…": by the hash it verifies
+    assert fingerprint("the-password") not in json.dumps(s.to_json())
 
 
 # ---------------------------------------------------------------- states
@@ -111,7 +114,7 @@ def test_unreadable_cases_never_raise(tmp_path):
     report = tk.read_report(cfg)
     got = {s.name: (s.state, s.detail) for s in report.locations}
     assert got["dir"] == ("unreadable", "is a folder, expected a file")
-    assert got["fifo"] == ("unreadable", "not a regular file")
+    assert got["fifo"] == ("unreadable", "is a FIFO, not a regular file")
     assert got["big"][0] == "unreadable" and "too large" in got["big"][1]
     assert got["bin"] == ("unreadable", "not UTF-8 text")
     assert got["under-file"][0] == "unreadable" and "not a folder" in got["under-file"][1]
