@@ -46,8 +46,6 @@ from genai_tui.model import LogEvent
 from genai_tui.secret import BCRYPT_ANYWHERE
 from genai_tui.sources.logtext import LineProcessor, Redactor, classify
 
-COMPOSE_SERVICE = "com.docker.compose.service"
-COMPOSE_ONEOFF = "com.docker.compose.oneoff"
 #: a raw partial line longer than this (no `\n` yet) is compacted so a hostile container
 #: cannot grow our memory without bound
 RAW_LINE_CAP = 1 << 20
@@ -333,9 +331,11 @@ class DockerLogSource:
     """Logs of the container called `name` (or the compose service of that name)."""
 
     def __init__(self, name: str, make_client: Callable[[], docker.DockerClient],
-                 idle_timeout: float = 60.0, connect_timeout: float = 10.0) -> None:
+                 idle_timeout: float = 60.0, connect_timeout: float = 10.0,
+                 service: ServiceConfig | None = None) -> None:
         self.label = name
         self.name = name
+        self.service = service
         self._make_client = make_client
         self._client: docker.DockerClient | None = None
         self.idle_timeout = idle_timeout
@@ -378,16 +378,17 @@ class DockerLogSource:
             raise SourceUnavailable(_describe(exc)) from exc
 
     def locate(self) -> Target | None:
+        """The container by exact name or one compose service label, resolved to a full
+        ID from the engine's listing: never an ID prefix (a hex-only name like `cafe`
+        would otherwise show an unrelated container's log)."""
+        from genai_tui.sources.docker import resolve_container
+
         api = self._api()
-        attrs = self._call(lambda: api.inspect_container(self.name))
-        if attrs is None:
-            found = self._call(lambda: api.containers(
-                all=True, filters={"label": f"{COMPOSE_SERVICE}={self.name}"})) or []
-            for item in found:
-                if (item.get("Labels") or {}).get(COMPOSE_ONEOFF, "False") != "True":
-                    attrs = self._call(lambda i=item: api.inspect_container(i["Id"]))
-                    if attrs is not None:
-                        break
+        listing = self._call(lambda: api.containers(all=True)) or []
+        service = self.service or ServiceConfig(self.name, "http://127.0.0.1",
+                                                container=self.name)
+        cid, _ = resolve_container([service], service, listing)
+        attrs = self._call(lambda: api.inspect_container(cid)) if cid else None
         return self._target(attrs) if attrs else None
 
     def inspect(self, target_id: str) -> Target | None:
@@ -1362,7 +1363,7 @@ class LogHub:
         elif svc.runtime == "process":
             source = FileLogSource(svc.log_file, label=svc.name)
         else:
-            source = DockerLogSource(svc.container_name, self._make_client)
+            source = DockerLogSource(svc.container_name, self._make_client, service=svc)
         opts: dict[str, Any] = dict(tail=logs.tail, buffer_lines=logs.buffer_lines,
                                     max_line_bytes=logs.max_line_bytes,
                                     redactor=self.redactor, prepare=self.ensure_secrets)

@@ -12,6 +12,7 @@ from genai_tui import simdocker
 from genai_tui.config import Config, ServiceConfig
 from genai_tui.sources import tokens
 from genai_tui.sources.docker import ContainerMonitor, DockerSource
+from genai_tui.sources.logs import DockerLogSource
 from tests.conftest import wait_for
 from tests.integration.test_docker_source import Recorder, make_config
 
@@ -85,6 +86,19 @@ def test_restart_never_resolves_a_name_as_an_id_prefix(sim_container, docker_cli
     [(name, ok, detail)] = tokens.restart_services(cfg, ["a1111"])
     assert name == "a1111" and not ok and "no container" in detail and prefix in detail
     assert state_of(victim) == before
+
+    # the log pane must not follow the unrelated container either
+    logs = DockerLogSource(prefix, lambda: simdocker_client(cfg), service=svc)
+    try:
+        assert logs.locate() is None
+    finally:
+        logs.close()
+
+
+def simdocker_client(cfg: Config) -> Any:
+    from genai_tui.sources.docker import make_client
+
+    return make_client(cfg.docker)
 
 
 def test_restart_refuses_two_compose_lookalikes(sim_container, docker_client):
