@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from genai_tui.model import ContainerInfo, GpuInfo, GpuProcess, GpuReport, ProbeResult
+from genai_tui.safety import one_line
 
 try:  # the nvidia-ml-py distribution installs the `pynvml` module
     import pynvml as _pynvml
@@ -638,12 +639,10 @@ def gpu_report(source: NvmlSource | None, containers: Sequence[ContainerInfo],
     return report
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def _printable(text: str) -> str:
-    """No control characters (ESC included) from process names or HTTP answers."""
-    return _CONTROL.sub("?", text)
+    """Process names, NVML strings and HTTP answers as one clean line: the one safety rule
+    (whole escape sequences, C0/C1, bidi and zero-width characters removed)."""
+    return one_line(text)
 
 
 def _text(value: Any) -> str:

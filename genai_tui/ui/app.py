@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from genai_tui import __version__, diagnose
 from genai_tui.config import Config
+from genai_tui.safety import one_line
 from genai_tui.ui.containers import ContainersPanel
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.findings import FindingsBar
@@ -29,6 +30,7 @@ from genai_tui.ui.gpu import GpuPanel
 from genai_tui.ui.host import HostPanel
 from genai_tui.ui.logs import LogPanel
 from genai_tui.ui.probes import ProbesPanel
+from genai_tui.ui.render import notify_plain
 from genai_tui.ui.screens.confirm import ConfirmScreen
 from genai_tui.ui.screens.help import HelpScreen
 from genai_tui.ui.tokens import TokensPanel
@@ -113,7 +115,7 @@ class GenaiTui(App[int]):
         self.readonly = readonly
         self.ctx = AppContext(config=config, readonly=readonly, live=start_sources,
                               on_publish=self._on_publish)
-        self.sub_title = ("READ-ONLY · " if readonly else "") + config.source
+        self.sub_title = ("READ-ONLY · " if readonly else "") + one_line(config.source, 200)
         self.ssh = bool(os.environ.get("SSH_CONNECTION"))
         if self.ssh:
             self.animation_level = "none"
@@ -142,7 +144,7 @@ class GenaiTui(App[int]):
 
     def _title_text(self) -> Text:
         text = Text.assemble(("genai-tui ", "bold"), (f"v{__version__}", "dim"), "  ",
-                             (self.config.source, "dim"))
+                             (one_line(self.config.source, 200), "dim"))
         if self.readonly:
             text.append("  READ-ONLY", style="bold black on yellow")
         if self.ssh:
@@ -254,8 +256,8 @@ class GenaiTui(App[int]):
 
     def _refuse_readonly(self, what: str) -> bool:
         if self.readonly:
-            self.notify(f"read-only mode: {what} is disabled", title="Read-only",
-                        severity="warning")
+            notify_plain(self, f"read-only mode: {what} is disabled", title="Read-only",
+                         severity="warning")
             return True
         return False
 
@@ -274,9 +276,12 @@ class GenaiTui(App[int]):
         if service is None:
             return
         info = self.containers.info(service)
-        name = info.container if info else service
+        # names from the config and Docker: one clean line each before any text quotes them
+        name = one_line(info.container if info else service, 64)
+        shown = one_line(service, 64)
         if info is not None and info.missing:
-            self.notify(f"{service}: no container {name!r} to restart", severity="warning")
+            notify_plain(self, f"{shown}: no container '{name}' to restart",
+                         severity="warning")
             return
 
         def done(yes: bool | None) -> None:
@@ -284,7 +289,7 @@ class GenaiTui(App[int]):
                 self.containers.restart_services([service])
 
         what = "process" if info is not None and info.runtime == "process" else "container"
-        self.push_screen(ConfirmScreen(f"Restart {service} ({what} {name})?",
+        self.push_screen(ConfirmScreen(f"Restart {shown} ({what} {name})?",
                                        yes="Restart"), done)
 
     def action_restart_all(self) -> None:
@@ -293,7 +298,7 @@ class GenaiTui(App[int]):
         names = [s.name for s in self.config.services
                  if (i := self.containers.info(s.name)) is None or not i.missing]
         if not names:
-            self.notify("no container to restart", severity="warning")
+            notify_plain(self, "no container to restart", severity="warning")
             return
 
         def done(yes: bool | None) -> None:
@@ -301,8 +306,8 @@ class GenaiTui(App[int]):
                 self.containers.restart_services(names)
 
         self.push_screen(ConfirmScreen(
-            f"Restart all {len(names)} stack services?\n" + ", ".join(names),
-            yes="Restart all"), done)
+            f"Restart all {len(names)} stack services?\n"
+            + ", ".join(one_line(n, 64) for n in names), yes="Restart all"), done)
 
     def action_logs(self) -> None:
         service = self.containers.selected_service
@@ -324,7 +329,7 @@ class GenaiTui(App[int]):
 
     def action_probe(self) -> None:
         self.query_one(ProbesPanel).action_probe_now()
-        self.notify("probing every service now", timeout=2)
+        notify_plain(self, "probing every service now", timeout=2)
 
     def action_unify(self) -> None:
         if self._refuse_readonly("unify"):

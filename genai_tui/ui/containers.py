@@ -15,7 +15,7 @@ from genai_tui.model import ContainerInfo, DockerStatus
 from genai_tui.sources.docker import ContainerMonitor
 from genai_tui.sources.process import ProcessMonitor
 from genai_tui.ui.context import AppContext
-from genai_tui.ui.render import add_row, forget_cells, set_cell
+from genai_tui.ui.render import add_row, forget_cells, notify_plain, plain, set_cell
 
 COLUMNS = (
     ("service", "Service", 19),
@@ -63,17 +63,18 @@ def uptime_text(info: ContainerInfo, now: datetime | None = None) -> str:
 
 
 def row_cells(info: ContainerInfo, now: datetime | None = None) -> dict[str, Text | str]:
-    """What each column shows for one service."""
+    """What each column shows for one service. Every text from the config or Docker goes
+    through `plain` (one clean line, never markup)."""
     state = info.state
     if info.looping:
         state_text = Text("looping", style="bold red reverse")
     else:
-        state_text = Text(state, style=STATE_STYLE.get(state, ""))
+        state_text = plain(state, 20, style=STATE_STYLE.get(state, ""))
     if info.action:
         failed = info.action.startswith("restart failed")
-        state_text = Text("restart ✗" if failed else info.action,
-                          style="bold red" if failed else "bold cyan")
-    health = Text(info.health or "-", style=HEALTH_STYLE.get(info.health or "", "dim"))
+        state_text = Text("restart ✗", style="bold red") if failed else \
+            plain(info.action, 20, style="bold cyan")
+    health = plain(info.health or "-", 20, style=HEALTH_STYLE.get(info.health or "", "dim"))
     if info.health == "unhealthy" and info.failing_streak:
         health = Text.assemble(("unhealthy", "bold red"), (f"×{info.failing_streak}", "red"))
     if info.oom_killed:
@@ -85,9 +86,10 @@ def row_cells(info: ContainerInfo, now: datetime | None = None) -> dict[str, Tex
         exit_text = Text(str(info.exit_code))
     else:
         exit_text = Text("-", style="dim")
-    ports = ", ".join(p.label().removesuffix("/tcp") for p in info.ports) or "-"
+    ports = plain(", ".join(p.label().removesuffix("/tcp") for p in info.ports) or "-", 200,
+                  no_wrap=True)
     return {
-        "service": Text(info.service, style="bold"),
+        "service": plain(info.service, 64, style="bold"),
         "container": _container_cell(info),
         "state": state_text,
         "health": health,
@@ -105,13 +107,13 @@ def _container_cell(info: ContainerInfo) -> Text:
     if info.runtime == "process" and not info.missing:
         # no container: show the process and what it costs (PID, CPU, memory)
         return Text(f"pid {info.pid} {info.cpu_pct or 0:.0f}% {info.memory_mb or 0:.0f}M")
-    return Text(info.container, style="dim" if info.missing else "")
+    return plain(info.container, 128, style="dim" if info.missing else "")
 
 
-def _image(info: ContainerInfo) -> str:
+def _image(info: ContainerInfo) -> Text:
     if info.runtime != "process":
-        return info.image or "-"
-    return "process not found" if info.missing else info.image
+        return plain(info.image or "-", 200, no_wrap=True)
+    return plain("process not found" if info.missing else info.image, 200, no_wrap=True)
 
 
 class ContainersChanged(Message):
@@ -221,7 +223,8 @@ class ContainersPanel(Vertical):
                 retry = ""
                 if self.monitor is not None and self.monitor.backoff:
                     retry = f" — retrying in {self.monitor.backoff:g}s"
-                banner.update(Text(f"{status.error or 'Docker engine unreachable'}{retry}"))
+                banner.update(plain(f"{status.error or 'Docker engine unreachable'}{retry}",
+                                    300))
                 self.add_class("-unreachable")
             self.ctx.publish("docker", status)
         for info in infos:
@@ -286,8 +289,8 @@ class ContainersPanel(Vertical):
                 except Exception:  # the events stream will catch up
                     pass
                 self.app.call_from_thread(
-                    self.app.notify, f"{name}: restarted", title="Restart")
+                    notify_plain, self.app, f"{name}: restarted", title="Restart")
             else:
                 self.app.call_from_thread(
-                    self.app.notify, f"{name}: restart failed: {detail}", title="Restart",
-                    severity="error")
+                    notify_plain, self.app, f"{name}: restart failed: {detail}",
+                    title="Restart", severity="error")

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from genai_tui.model import Finding, Severity
+from genai_tui.safety import one_line
 from genai_tui.ui.render import update_if_changed
 
 STYLE = {
@@ -17,6 +18,8 @@ STYLE = {
 
 def render_findings(findings: list[Finding], *, max_lines: int, services: int,
                     waiting: bool = False) -> Text:
+    """The bar's text. Messages quote names, URLs and details from every source: each
+    piece is one clean line (`safety.one_line`) appended as plain text, never markup."""
     if waiting:
         return Text("… gathering the first snapshot", style="dim")
     serious = [f for f in findings if f.severity is not Severity.INFO]
@@ -25,7 +28,7 @@ def render_findings(findings: list[Finding], *, max_lines: int, services: int,
         text.append(f" — {services} services answering as expected", style="green")
         infos = [f for f in findings if f.severity is Severity.INFO]
         if infos:
-            text.append("  · " + infos[0].message, style="dim")
+            text.append("  · " + one_line(infos[0].message, 300), style="dim")
         return text
     shown = findings if len(findings) <= max_lines else findings[: max_lines - 1]
     text = Text(no_wrap=True, overflow="ellipsis")
@@ -34,14 +37,15 @@ def render_findings(findings: list[Finding], *, max_lines: int, services: int,
         if i:
             text.append("\n")
         if f.action:
-            text.append(f"[{f.action}] ", style="bold cyan")
+            text.append(f"[{one_line(f.action, 40)}] ", style="bold cyan")
         text.append(f"{icon} ", style=style)
-        text.append(f.message)
+        text.append(one_line(f.message, 300))
     hidden = findings[len(shown):]
     if hidden:
         text.append("\n")
         text.append(f"+{len(hidden)} more: " + ", ".join(
-            f.code + (f" ({f.service})" if f.service else "") for f in hidden), style="dim")
+            one_line(f.code, 40) + (f" ({one_line(f.service, 64)})" if f.service else "")
+            for f in hidden), style="dim")
     return text
 
 

@@ -19,10 +19,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from genai_tui.model import GpuInfo, GpuProcess, GpuReport
+from genai_tui.safety import one_line
 from genai_tui.sources import gpu as gpu_source
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.polling import Poller, in_thread
-from genai_tui.ui.render import update_if_changed
+from genai_tui.ui.render import plain, update_if_changed
 
 #: memory samples kept per GPU for the sparkline (at 2 s: the last 5 minutes)
 HISTORY = 150
@@ -76,7 +77,9 @@ def fmt_pct(pct: float | None) -> str:
 
 
 def short_gpu_name(name: str) -> str:
-    """`NVIDIA GeForce RTX 3080 Laptop GPU` -> `RTX 3080 Laptop`."""
+    """`NVIDIA GeForce RTX 3080 Laptop GPU` -> `RTX 3080 Laptop` (NVML's or an HTTP
+    answer's text: cleaned first)."""
+    name = one_line(name, 80)
     for prefix in ("NVIDIA ", "GeForce "):
         if name.startswith(prefix):
             name = name[len(prefix):]
@@ -84,13 +87,16 @@ def short_gpu_name(name: str) -> str:
 
 
 def owner_label(proc: GpuProcess) -> str:
-    """Who owns a GPU process: the stack service, else the container, else the host."""
-    if proc.service and proc.container and proc.container != proc.service:
-        return f"{proc.service} ({proc.container})"
-    if proc.service:
-        return proc.service
-    if proc.container:
-        return f"container {proc.container}"
+    """Who owns a GPU process: the stack service, else the container, else the host
+    (names from the config and Docker: cleaned)."""
+    service = one_line(proc.service or "", 64)
+    container = one_line(proc.container or "", 64)
+    if service and container and proc.container != proc.service:
+        return f"{service} ({container})"
+    if service:
+        return service
+    if container:
+        return f"container {container}"
     return "host"
 
 
@@ -166,8 +172,8 @@ class GpuCard(Vertical):
 
         head = Text()
         if gpu.source.startswith("system_stats:"):
-            service = gpu.source.split(":", 1)[1]
-            head.append(f"{service}", style="bold")
+            service = one_line(gpu.source.split(":", 1)[1], 64)
+            head.append(service, style="bold")
             head.append(f" {short_gpu_name(gpu.name)}")
         else:
             head.append(f"{gpu.index} ", style="bold")
@@ -182,7 +188,7 @@ class GpuCard(Vertical):
         update_if_changed(self.head, head)
 
         if gpu.error:
-            update_if_changed(self.mem, Text(f"  {gpu.error}"))
+            update_if_changed(self.mem, Text("  " + one_line(gpu.error, 200)))
             self.spark.display = False
         else:
             mem = Text("  ")
@@ -205,7 +211,7 @@ class GpuCard(Vertical):
         pid_width = max((len(str(p.pid)) for p in shown), default=0)
         for proc in shown:
             line = Text(f"  {proc.pid:>{pid_width}} ")
-            line.append(f"{(proc.name or '?')[:10]:<10}")
+            line.append(f"{one_line(proc.name or '?', 10):<10}")
             line.append(f" {fmt_mib(proc.memory_mb):>6} ")
             owner = owner_label(proc)
             line.append(owner, style="bold" if proc.service else ("dim" if owner == "host"
@@ -312,11 +318,12 @@ class GpuPanel(Vertical):
         keys = [f"{g.source}#{g.index}" for g in gpus]
 
         nvml_gpus = [g for g in gpus if g.source == "nvml"]
-        self.border_subtitle = (f"driver {report.driver_version}"
+        # a border title given as a str is parsed as markup: hand it a Text
+        self.border_subtitle = (plain(f"driver {report.driver_version}", 40)
                                 if report.driver_version and nvml_gpus else "")
         message = self._message_for(report)
         self.message = message
-        update_if_changed(self._message, Text(message))
+        update_if_changed(self._message, plain(message, 300))
         self._message.display = bool(message)
         self._message.set_class(bool(report.error) and not report.gpus, "-error")
 

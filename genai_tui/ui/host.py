@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from genai_tui.model import DiskUsage, HostInfo
+from genai_tui.safety import one_line
 from genai_tui.sources import host as host_source
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.gpu import bar, fmt_pair, fmt_pct
@@ -32,7 +33,8 @@ class HostReader(Protocol):
 
 
 def disk_label(path: str) -> str:
-    name = Path(path).name or path
+    """The folder's own name, cleaned (a path from the config), cut to the label column."""
+    name = one_line(Path(path).name or path)
     return name[:LABEL - 1]
 
 
@@ -156,7 +158,8 @@ class HostPanel(Vertical):
     def _show_disk(self, line: Static, disk: DiskUsage) -> None:
         label = disk_label(disk.path)
         if disk.error:
-            update_if_changed(line, Text(f"{label:<{LABEL}}{disk.error}: {disk.path}"))
+            update_if_changed(line, Text(f"{label:<{LABEL}}"
+                                         + one_line(f"{disk.error}: {disk.path}", 300)))
             line.set_class(True, "-error")
             line.set_class(False, "-warn")
             return

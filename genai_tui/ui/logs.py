@@ -39,6 +39,7 @@ from textual.strip import Strip
 from textual.widgets import Input, Static
 
 from genai_tui.model import LogEvent
+from genai_tui.safety import one_line
 from genai_tui.sources.logs import LogHub, LogLine, MergedLogs, RecentEvents
 from genai_tui.sources.logtext import Redactor, clean_line
 from genai_tui.ui.context import AppContext
@@ -198,7 +199,7 @@ class LogView(ScrollView, can_focus=True):
         self._service_styles = {n: Style(color=SERVICE_COLORS[i % len(SERVICE_COLORS)], bold=True)
                                 for i, n in enumerate(names)}
         # service names come from the config file: untrusted text like any other
-        self._service_names = {n: clean_line(n, 64) for n in names}
+        self._service_names = {n: one_line(n, 64) for n in names}
         self._service_width = max((cell_len(v) for v in self._service_names.values()),
                                   default=0)
         self._cache.clear()
@@ -417,7 +418,7 @@ class LogView(ScrollView, can_focus=True):
         if self.show_ts:
             parts.append((format_ts(line.ts) + " ", TS_STYLE))
         if self.merged:
-            name = self._service_names.get(line.service) or clean_line(line.service, 64)
+            name = self._service_names.get(line.service) or one_line(line.service, 64)
             pad = " " * max(0, self._service_width - cell_len(name))
             parts.append((name + pad, self._service_styles.get(line.service, Style(bold=True))))
             parts.append((" │ ", TS_STYLE))
@@ -637,7 +638,7 @@ class LogPanel(Vertical):
             self.ctx.publish("log_events", self._events.list())
 
     def _update_status(self, force: bool = False) -> None:
-        parts = [self.label or "no service selected"]
+        parts = [one_line(self.label, 80) or "no service selected"]
         if self.follow:
             parts.append("following")
         else:
@@ -655,11 +656,12 @@ class LogPanel(Vertical):
         if self.source is not None:
             state = self.source.status_text
             if state and state != "following":
-                parts.append(state)
+                parts.append(one_line(state, 200))
         if self._message:
-            parts.append(self._message)
-        text = " · ".join(parts)
-        text = "".join(ch if ch.isprintable() else "?" for ch in text)  # regex is user text
+            parts.append(one_line(self._message, 300))
+        # each part cleaned on its own (an unterminated sequence in one must not swallow
+        # the rest); the filter's regex is user text, shown as typed but printable
+        text = "".join(ch if ch.isprintable() else "?" for ch in " · ".join(parts))
         if force or text != self._status_cache:
             self._status_cache = text
             update_if_changed(self.status, Text(text))
@@ -691,7 +693,7 @@ class LogPanel(Vertical):
         try:
             rx = re.compile(pattern, flags)
         except (re.error, RecursionError, OverflowError, ValueError) as exc:
-            msg = f"invalid regex: {exc}"
+            msg = one_line(f"invalid regex: {exc}", 200)
             self._message = msg
             self.notify(msg, severity="error", markup=False)
             self._update_status(force=True)
@@ -773,7 +775,7 @@ class LogPanel(Vertical):
         merged = self.view.merged
         name = "all" if merged else (self.label or "logs")
         text = "".join(
-            (f"{iso_ts(ln.ts)} {clean_line(ln.service, 64)} | {ln.text}\n" if merged
+            (f"{iso_ts(ln.ts)} {one_line(ln.service, 64)} | {ln.text}\n" if merged
              else f"{iso_ts(ln.ts)} {ln.text}\n") for ln in lines)
         self._save(name, text, len(lines))
 
@@ -792,6 +794,7 @@ class LogPanel(Vertical):
 
     def _saved(self, path: Path | None, message: str) -> None:
         self.saved_path = path
+        message = one_line(message, 300)  # quotes a path: the config's base folder
         self._message = message
         self.notify(message, severity="information" if path else "error", markup=False)
         self._update_status(force=True)

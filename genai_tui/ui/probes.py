@@ -22,10 +22,10 @@ from textual.widgets import DataTable
 
 from genai_tui.config import ServiceConfig
 from genai_tui.model import ProbeResult
-from genai_tui.sources.probes import Prober, display_url, sanitize
+from genai_tui.sources.probes import Prober, display_url
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.polling import Poller
-from genai_tui.ui.render import set_cell
+from genai_tui.ui.render import plain, set_cell
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,16 @@ def format_latency(ms: float | None) -> str:
     return f"{ms:.0f} ms"
 
 
+def url_cell(url: str) -> Text:
+    """The URL without credentials (`display_url`), as text: a `[` in a path is not
+    markup."""
+    return plain(display_url(url), 200, no_wrap=True)
+
+
 def outcome_cell(result: ProbeResult | None) -> Text:
     if result is None:
         return Text("…", style="dim")
-    return Text(result.outcome, style="green" if result.outcome == "ok" else "bold red")
+    return plain(result.outcome, 20, style="green" if result.outcome == "ok" else "bold red")
 
 
 def auth_cell(result: ProbeResult | None) -> Text:
@@ -84,7 +90,7 @@ def auth_cell(result: ProbeResult | None) -> Text:
         return Text(result.auth, style="green")
     if result.auth in ALARM_VERDICTS:
         return Text(result.auth, style=STAND_OUT)
-    return Text(result.auth, style="yellow")
+    return plain(result.auth, 20, style="yellow")
 
 
 def status_cell(result: ProbeResult | None) -> Text:
@@ -96,7 +102,8 @@ def status_cell(result: ProbeResult | None) -> Text:
 
 
 def info_text(result: ProbeResult | None) -> Text:
-    """Queue and VRAM when the probe got them, else the (already sanitised) detail."""
+    """Queue and VRAM when the probe got them, else the detail (HTTP-derived: cleaned
+    again here, whatever the prober did)."""
     if result is None:
         return Text("waiting for the first probe", style="dim")
     bits: list[str] = []
@@ -112,7 +119,7 @@ def info_text(result: ProbeResult | None) -> Text:
     if bits and result.outcome == "ok" and result.auth not in ALARM_VERDICTS:
         return Text(" · ".join(bits))
     style = "" if result.outcome == "ok" and result.auth not in ALARM_VERDICTS else "red"
-    return Text(sanitize(result.detail, 160), style=style)
+    return plain(result.detail, 160, style=style)
 
 
 class ProbesPanel(Vertical):
@@ -158,9 +165,10 @@ class ProbesPanel(Vertical):
         for key, label, width in COLUMNS:
             table.add_column(label, width=width, key=key)
         for svc in self.services:
-            table.add_row(Text(sanitize(svc.name, 40), style="bold"),
-                          display_url(svc.url), outcome_cell(None), auth_cell(None),
-                          status_cell(None), "–", Text(""), info_text(None), key=svc.name)
+            table.add_row(plain(svc.name, 64, style="bold"),
+                          url_cell(svc.url), outcome_cell(None), auth_cell(None),
+                          status_cell(None), Text("–", no_wrap=True), Text(""), info_text(None),
+                          key=svc.name)
         self._prober = Prober(self.ctx.config.probes,
                               max_connections=max(4, len(self.services)))
         self._set_subtitle()
@@ -218,7 +226,7 @@ class ProbesPanel(Vertical):
             hist = self.history[r.service]
             hist.append(r.latency_ms if r.outcome == "ok" else None)
             cells: dict[str, Any] = {
-                "url": r.url,
+                "url": url_cell(r.url),
                 "outcome": outcome_cell(r),
                 "auth": auth_cell(r),
                 "status": status_cell(r),

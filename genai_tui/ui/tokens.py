@@ -10,7 +10,6 @@ dashboard is read-only. Status changes go to the audit log, not every poll.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 
 from rich.text import Text
@@ -19,21 +18,21 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from genai_tui.model import TokenLocationStatus, TokensReport
+from genai_tui.safety import one_line
 from genai_tui.sources import tokens as tk
 from genai_tui.ui.context import AppContext
 from genai_tui.ui.polling import Poller, in_thread
-from genai_tui.ui.render import set_cell, update_if_changed
+from genai_tui.ui.render import notify_plain, plain, set_cell, update_if_changed
 
 log = logging.getLogger(__name__)
 
 #: seconds between two status reads
 POLL_INTERVAL = 5.0
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("name", "location", 10),
     ("state", "state", 10),
-    ("fp", "fingerprint", 13),
+    ("fp", "fingerprint", 17),  # "raw→fp:" + 10 hex: a raw token by the hash it verifies
     ("problems", "problems", 10),
     ("mtime", "mtime", 5),
 )
@@ -54,20 +53,25 @@ PROBLEM_SHORT = {
 
 
 def safe(text: object, limit: int = 200) -> str:
-    return _CONTROL.sub("?", tk.scrub(str(text)))[:limit]
+    """A name, path or message for the screen: a bcrypt hash in it becomes its fingerprint,
+    then one clean line (`safety.one_line`). Scrubbed again after cleaning, for a hash
+    that an escape sequence had split. Still a `str`: hand it to a `Text`."""
+    raw = tk.scrub(text) if isinstance(text, str) else one_line(text, limit * 4)
+    return one_line(tk.scrub(one_line(raw, limit * 4)), limit)
 
 
 def state_cell(s: TokenLocationStatus | None) -> Text:
     if s is None:
         return Text("…", style="dim")
     label = s.state if s.state != "raw_mismatch" else "raw≠"
-    return Text(label, style=STATE_STYLES.get(s.state, ""))
+    return Text(safe(label, 20), style=STATE_STYLES.get(s.state, ""))
 
 
 def problems_cell(s: TokenLocationStatus | None) -> Text:
     if s is None or not s.problems:
         return Text("–", style="dim")
-    return Text(" ".join(PROBLEM_SHORT.get(p, p) for p in s.problems), style="yellow")
+    return Text(safe(" ".join(PROBLEM_SHORT.get(p, p) for p in s.problems), 80),
+                style="yellow")
 
 
 def mtime_cell(s: TokenLocationStatus | None) -> str:
@@ -89,7 +93,7 @@ def summary_text(report: TokensReport | None) -> Text:
         text.append("✓ consistent", style="bold green")
         fp = next(iter(report.fingerprints), None)
         if fp:
-            text.append(f" · {fp}")
+            text.append(f" · {safe(fp, 40)}")
     else:
         text.append("✗ NOT consistent", style="bold white on red")
         text.append(f" · {tk.value_counts(report)} · u: unify")
@@ -150,8 +154,8 @@ class TokensPanel(Vertical):
         for key, label, width in COLUMNS:
             table.add_column(label, width=width, key=key)
         for loc in self.ctx.config.tokens.locations:
-            table.add_row(self._name_cell(loc.name), state_cell(None), "…", problems_cell(None),
-                          "–", key=loc.name)
+            table.add_row(self._name_cell(loc.name), state_cell(None), Text("…", no_wrap=True),
+                          problems_cell(None), Text("–", no_wrap=True), key=loc.name)
         self.border_subtitle = "u: unify" if not self.ctx.readonly else "read-only"
         if self.ctx.live:
             self.refresh_now()
@@ -195,10 +199,10 @@ class TokensPanel(Vertical):
         self.report = report
         for s in report.locations:
             if s.name not in table.rows:
-                table.add_row(self._name_cell(s.name), state_cell(None), "…",
-                              problems_cell(None), "–", key=s.name)
+                table.add_row(self._name_cell(s.name), state_cell(None), Text("…", no_wrap=True),
+                              problems_cell(None), Text("–", no_wrap=True), key=s.name)
             set_cell(table, s.name, "state", state_cell(s))
-            set_cell(table, s.name, "fp", s.fingerprint or "–")
+            set_cell(table, s.name, "fp", plain(safe(s.fingerprint or "–", 40), no_wrap=True))
             set_cell(table, s.name, "problems", problems_cell(s))
             set_cell(table, s.name, "mtime", mtime_cell(s))
         update_if_changed(self.query_one("#tokens-summary", Static), summary_text(report))
@@ -218,7 +222,8 @@ class TokensPanel(Vertical):
     def action_unify(self) -> None:
         """Open the unify modal (refused in read-only mode)."""
         if self.ctx.readonly:
-            self.app.notify("read-only: unify disabled", title="Read-only", severity="warning")
+            notify_plain(self.app, "read-only: unify disabled", title="Read-only",
+                         severity="warning")
             return
         from genai_tui.ui.screens.unify import UnifyScreen
 

@@ -9,6 +9,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from genai_tui.safety import one_line
+
 
 class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
@@ -32,7 +34,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.question, id="question", markup=False)
+            # the question quotes names: each line cleaned, shown as text (never markup)
+            yield Static(Text("\n".join(one_line(line, 2000)
+                                         for line in self.question.split("\n"))),
+                         id="question", markup=False)
             with Horizontal():
                 yield Button(Text(f"{self.yes} (y)"), variant="warning", id="yes")
                 yield Button(Text(f"{self.no} (n)"), id="no")

@@ -10,6 +10,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from genai_tui.safety import one_line
+
 
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
@@ -32,7 +34,8 @@ class HelpScreen(ModalScreen[None]):
         for title, rows in self.sections:
             table.add_row(Text(title, style="bold underline"), "")
             for keys, description in rows:
-                table.add_row(keys, description)
+                # keys come from the config's [keys]: text, not markup
+                table.add_row(Text(one_line(keys, 60)), Text(one_line(description, 120)))
             table.add_row("", "")
         if self.readonly:
             table.add_row(Text("read-only", style="bold yellow"),

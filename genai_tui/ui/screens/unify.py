@@ -8,6 +8,7 @@ are shown; the plan object carries the secrets privately and dies with the scree
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable
 
@@ -23,6 +24,7 @@ from textual.widgets.option_list import Option
 from genai_tui.model import ProbeResult, TokensReport
 from genai_tui.sources import tokens as tk
 from genai_tui.ui.context import AppContext
+from genai_tui.ui.render import notify_plain
 from genai_tui.ui.tokens import safe
 
 ROTATE = "__rotate__"
@@ -44,7 +46,7 @@ def source_options(report: TokensReport, canonical: str | None) -> list[tuple[st
         pick = next((s for s in usable if s.name == canonical), usable[0])
         newest = max((s.mtime for s in locs if s.mtime), default=None)
         label = Text()
-        label.append(fp, style="bold")
+        label.append(safe(fp, 40), style="bold")
         label.append("  " + ", ".join(safe(s.name, 30) for s in locs))
         if pick.format == "raw_env":
             label.append("  (raw token)", style="cyan")
@@ -62,14 +64,17 @@ def source_options(report: TokensReport, canonical: str | None) -> list[tuple[st
 def plan_text(plan: tk.UnifyPlan) -> Text:
     text = Text()
     head = "rotate → a NEW credential" if plan.rotate else f"source: {safe(plan.source, 40)}"
-    text.append(f"{head}\ntarget: {plan.target}\n", style="bold")
+    text.append(f"{head}\ntarget: {safe(plan.target, 40)}\n", style="bold")
     if not plan.changes:
         text.append(f"Nothing to change: {len(plan.unchanged)} location(s) already hold "
-                    f"{plan.target}.\n", style="green")
+                    f"{safe(plan.target, 40)}.\n", style="green")
     for c in plan.changes:
-        text.append(f"  {safe(c.location, 14):<14} {c.action:<7} ")
-        text.append(f"{c.before or '–'} → {c.after}", style="cyan")
+        text.append(f"  {safe(c.location, 14):<14} {safe(c.action, 7):<7} ")
+        text.append(f"{safe(c.before or '–', 40)} → {safe(c.after, 40)}", style="cyan")
         text.append(f"  {safe(c.reason, 40)}\n", style="dim")
+        if c.target and os.path.abspath(c.path) != c.target:
+            text.append(f"  {'':<14} writes {safe(c.target, 120)} (through a symlink)\n",
+                        style="yellow")
     for b in plan.blocked:
         text.append(f"  {safe(b.location, 14):<14} left unchanged: {safe(b.reason, 160)}\n",
                     style="yellow")
@@ -80,14 +85,16 @@ def plan_text(plan: tk.UnifyPlan) -> Text:
 
 def probe_text(r: ProbeResult) -> Text:
     if r.outcome != "ok":
-        return Text(f"{safe(r.service, 30)}: {r.outcome} ({safe(r.detail, 80)})", style="red")
+        return Text(f"{safe(r.service, 30)}: {safe(r.outcome, 20)} ({safe(r.detail, 80)})",
+                    style="red")
     if r.auth == "enforced":
         return Text(f"{safe(r.service, 30)}: enforced — the new hash is accepted (200)",
                     style="green")
     if r.auth == "rejected":
         return Text(f"{safe(r.service, 30)}: rejected — the hash on disk is refused (401)",
                     style="bold red")
-    return Text(f"{safe(r.service, 30)}: {r.auth} ({safe(r.detail, 80)})", style="yellow")
+    return Text(f"{safe(r.service, 30)}: {safe(r.auth, 20)} ({safe(r.detail, 80)})",
+                style="yellow")
 
 
 class UnifyScreen(ModalScreen[bool]):
@@ -244,7 +251,7 @@ class UnifyScreen(ModalScreen[bool]):
             return
         finally:
             self._busy = False
-        self.app.notify(safe(self.result.message, 120), title="Unify")
+        notify_plain(self.app, safe(self.result.message, 120), title="Unify")
         if self.on_change is not None:
             self.on_change()
         self._after_apply()
