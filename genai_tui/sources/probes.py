@@ -8,7 +8,10 @@ by exception class and cause chain into the `OUTCOMES` of `genai_tui.model`.
 The canonical token hash is passed in by the caller. It only ever goes into an
 `Authorization` header: never into a URL, a `ProbeResult`, an exception, a log line or a
 `repr`. Text taken from an HTTP answer is untrusted: it is sanitised and capped before it
-reaches `detail`, and JSON bodies of any shape (or size) never crash a probe.
+reaches `detail`, and JSON bodies of any shape (or size) never crash a probe. Numbers are
+untrusted too: each one is type-checked and bounded (a 401-digit `vram_total`, NaN, a bool
+or a string posing as a number is ignored with a note in `detail`), and nothing read after
+the verdict is known can change that verdict.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import errno
 import http.cookiejar
 import json
 import logging
+import math
 import re
 import socket
 import ssl
@@ -38,6 +42,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "MAX_QUEUE",
+    "MAX_VRAM_BYTES",
     "Prober",
     "classify_error",
     "display_url",
@@ -52,6 +58,12 @@ __all__ = [
 MAX_BODY_BYTES = 256 * 1024
 #: at most this many backends are taken from an orchestrator /health or /status body
 MAX_BACKENDS = 32
+#: bounds on numbers read from HTTP: far above any real device or queue, so a value past
+#: them is a lie (or an attack), not a measurement
+MAX_VRAM_BYTES = 1 << 50  # 1 PiB
+MAX_QUEUE = 10_000_000
+#: notes about ignored fields added to one probe's detail (the rest are counted)
+MAX_NOTES = 3
 #: ComfyUI-Login's first-login page (no PASSWORD yet)
 FIRST_LOGIN_MARKER = b"For your first login"
 WELCOME_MARKER = b"Welcome back"
@@ -107,12 +119,33 @@ def _base_url(url: str) -> str:
     return display_url(url)
 
 
-def _num(value: Any) -> float | None:
+def _checked(value: Any, limit: int, *, integer: bool = False) -> tuple[Any, str | None]:
+    """(value, None) for a plausible JSON number in 0..limit, else (None, why). A server
+    controls these bytes: a 401-digit int (float() raises OverflowError), NaN, a bool or a
+    string posing as a number must be refused here, not crash or mislead further on."""
     if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, "not an integer" if integer else "not a number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, "not finite"
+    if integer and not isinstance(value, int):
+        return None, "not an integer"
+    if value < 0:
+        return None, "negative"
+    if value > limit:
+        return None, "too large"
+    return value, None
+
+
+def _field(doc: dict[Any, Any], key: str, limit: int, notes: list[str] | None, *,
+           integer: bool = False) -> Any:
+    """`doc[key]` when present and plausible; a bad value is dropped with a note (a missing
+    key is not worth one)."""
+    if key not in doc:
         return None
-    if value != value or value in (float("inf"), float("-inf")) or value < 0:
-        return None
-    return float(value)
+    value, why = _checked(doc[key], limit, integer=integer)
+    if why is not None and notes is not None:
+        notes.append(f"{key} ignored ({why})")
+    return value
 
 
 def _decode_json(body: bytes | None) -> Any:
@@ -120,22 +153,34 @@ def _decode_json(body: bytes | None) -> Any:
         return None
     try:
         return json.loads(body.decode("utf-8", "replace"))
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # a >4300-digit int is a ValueError too
         return None
 
 
-def parse_queue(body: bytes | None) -> int | None:
-    """`queue_remaining` from ComfyUI's `GET /prompt` (`{"exec_info": {...}}`), or None."""
+def _decode_object(body: bytes | None, notes: list[str] | None) -> dict[Any, Any] | None:
+    """The JSON object in `body`, or None with a note when a body came but is not one."""
     doc = _decode_json(body)
-    if not isinstance(doc, dict):
+    if isinstance(doc, dict):
+        return doc
+    if notes is not None:
+        if body is None or (body and len(body) >= MAX_BODY_BYTES):
+            notes.append("body over the size cap, not read")
+        elif body:
+            notes.append("body not a JSON object")
+    return None
+
+
+def parse_queue(body: bytes | None, notes: list[str] | None = None) -> int | None:
+    """`queue_remaining` from ComfyUI's `GET /prompt` (`{"exec_info": {...}}`), or None;
+    why a value was refused goes to `notes`."""
+    doc = _decode_object(body, notes)
+    if doc is None:
         return None
     info = doc.get("exec_info")
     if not isinstance(info, dict):
         return None
-    value = info.get("queue_remaining")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return None
-    return value
+    value = _field(info, "queue_remaining", MAX_QUEUE, notes, integer=True)
+    return int(value) if value is not None else None
 
 
 @dataclass
@@ -145,18 +190,23 @@ class SystemStats:
     device_name: str | None = None
 
 
-def parse_system_stats(body: bytes | None) -> SystemStats:
-    """VRAM (bytes → MiB) and device name of `devices[0]` in ComfyUI's `/system_stats`."""
-    doc = _decode_json(body)
+def parse_system_stats(body: bytes | None, notes: list[str] | None = None) -> SystemStats:
+    """VRAM (bytes → MiB) and device name of `devices[0]` in ComfyUI's `/system_stats`;
+    why a value was refused goes to `notes`."""
+    doc = _decode_object(body, notes)
     out = SystemStats()
-    if not isinstance(doc, dict):
+    if doc is None:
         return out
     devices = doc.get("devices")
     if not isinstance(devices, list) or not devices or not isinstance(devices[0], dict):
         return out
     dev = devices[0]
-    total = _num(dev.get("vram_total"))
-    free = _num(dev.get("vram_free"))
+    total = _field(dev, "vram_total", MAX_VRAM_BYTES, notes)
+    free = _field(dev, "vram_free", MAX_VRAM_BYTES, notes)
+    if total is not None and free is not None and free > total:
+        free = None
+        if notes is not None:
+            notes.append("vram_free ignored (above vram_total)")
     if total is not None:
         out.vram_total_mb = round(total / (1024 * 1024), 1)
     if free is not None:
@@ -188,14 +238,21 @@ def _state_of(value: Any) -> str | None:
     return None
 
 
-def parse_health(body: bytes | None) -> Health:
+def parse_health(body: bytes | None, notes: list[str] | None = None) -> Health:
     """Tolerant reading of an orchestrator `/health` (or `/status`-shaped) body: the overall
     status and, when present, per-backend states (`services` or `backends`, as a mapping
-    `{name: state | {status: ...}}` or a list of `{name|id, status}`)."""
+    `{name: state | {status: ...}}` or a list of `{name|id, status}`). A number where a
+    state belongs, a backend without a readable name or state, and backends past
+    MAX_BACKENDS are ignored with a note in `notes`."""
     doc = _decode_json(body)
     out = Health()
     if not isinstance(doc, dict):
         return out
+    if notes is not None:
+        for key in ("status", "state", "health", "healthy"):
+            value = doc.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                notes.append(f"{key} ignored (a number, not a state)")
     status = _state_of(doc) if not isinstance(doc.get("status"), dict) else None
     if status is None:
         orch = doc.get("orchestrator")
@@ -209,18 +266,26 @@ def parse_health(body: bytes | None) -> Health:
     if isinstance(raw, dict):
         items = raw.items()
     elif isinstance(raw, list):
-        items = (
-            (entry.get("name", entry.get("id")), entry) for entry in raw if isinstance(entry, dict)
-        )
+        items = ((entry.get("name", entry.get("id")), entry) if isinstance(entry, dict)
+                 else (None, None) for entry in raw)
+    skipped = extra = 0
     for name, value in items:
         if len(out.backends) >= MAX_BACKENDS:
-            break
+            extra += 1
+            continue
         if not isinstance(name, str | int) or isinstance(name, bool):
+            skipped += 1
             continue
         state = _state_of(value)
         if state is None:
+            skipped += 1
             continue
         out.backends[sanitize(name, 40)] = sanitize(state, 40)
+    if notes is not None and skipped:
+        notes.append(f"{skipped} backend entr{'y' if skipped == 1 else 'ies'} ignored "
+                     "(no readable name or state)")
+    if notes is not None and extra:
+        notes.append(f"{extra} backends past the first {MAX_BACKENDS} not read")
     return out
 
 
@@ -316,6 +381,29 @@ def _usable_token(token_hash: str | None) -> str | None:
         return None
     token = token_hash.strip()
     return token if _HEADER_SAFE.match(token) else None
+
+
+def _add_notes(result: ProbeResult, where: str, notes: Sequence[str]) -> None:
+    """Append what a parser refused to the detail: fixed phrases only (never the hostile
+    value), at most MAX_NOTES of them, so the detail stays one short line."""
+    if not notes:
+        return
+    shown = list(dict.fromkeys(notes))
+    more = len(shown) - MAX_NOTES
+    text = "; ".join(shown[:MAX_NOTES]) + (f"; +{more} more" if more > 0 else "")
+    result.detail = sanitize(f"{result.detail}; {where}: {text}" if result.detail
+                             else f"{where}: {text}", 240)
+
+
+def _queue(result: ProbeResult, where: str, body: bytes | None) -> None:
+    """The queue length of a `/prompt` answer, after the verdict is set: whatever the body
+    holds, it may add a note but never change that verdict."""
+    notes: list[str] = []
+    try:
+        result.queue_remaining = parse_queue(body, notes)
+    except Exception as exc:  # a parser bug must not undo what the requests proved
+        notes.append(f"queue not read ({type(exc).__name__})")
+    _add_notes(result, where, notes)
 
 
 class Prober:
@@ -486,7 +574,12 @@ class Prober:
         answer, ms = await self._get(base, service.health_path)
         result.latency_ms = ms
         result.status = answer.status
-        health = parse_health(answer.body)
+        notes: list[str] = []
+        try:
+            health = parse_health(answer.body, notes)
+        except Exception as exc:  # a parser bug must not turn an answer into a failure
+            health = Health()
+            notes.append(f"body not read ({type(exc).__name__})")
         result.backends = health.backends
         result.health = health.status
         if 200 <= answer.status < 300:
@@ -504,6 +597,7 @@ class Prober:
             if health.status:
                 text += f" (status: {health.status})"
             result.detail = sanitize(text, 160)
+        _add_notes(result, service.health_path, notes)
 
     async def _comfyui(self, service: ServiceConfig, token: str | None, raw_token: str | None,
                        result: ProbeResult, state: _State) -> None:
@@ -534,9 +628,9 @@ class Prober:
             result.outcome = "ok"
             result.auth = "no_password"
             result.status = open_.status
-            if open_.status == 200:
-                result.queue_remaining = parse_queue(open_.body)
             result.detail = "no password set (first-login page): anyone can pick it"
+            if open_.status == 200:
+                _queue(result, "/prompt", open_.body)
             return
 
         anon, _ = await self._get(base, "/prompt")
@@ -544,10 +638,10 @@ class Prober:
         if anon.status == 200:
             result.outcome = "ok"
             result.auth = "disabled"
-            result.queue_remaining = parse_queue(anon.body)
             why = "ComfyUI-Login not loaded" if result.login_loaded is False else \
                 "ComfyUI-Login page served but not enforcing"
             result.detail = f"API open: 200 without any token ({why})"
+            _queue(result, "/prompt", anon.body)
             state.decided = True
             await self._stats(base, None, result)
             return
@@ -569,8 +663,8 @@ class Prober:
         if authed.status == 200:
             result.outcome = "ok"
             result.auth = "enforced"
-            result.queue_remaining = parse_queue(authed.body)
             result.detail = "auth enforced: 401 without token, 200 with the token on disk"
+            _queue(result, "/prompt", authed.body)
             state.decided = True
             await self._stats(base, token, result)
         elif authed.status == 401:
@@ -593,10 +687,16 @@ class Prober:
         if answer.status != 200:
             result.detail += f"; VRAM not read (/system_stats: HTTP {answer.status})"
         else:
-            stats = parse_system_stats(answer.body)
+            notes: list[str] = []
+            try:
+                stats = parse_system_stats(answer.body, notes)
+            except Exception as exc:  # a parser bug must not undo the verdict
+                stats = SystemStats()
+                notes.append(f"VRAM not read ({type(exc).__name__})")
             result.vram_total_mb = stats.vram_total_mb
             result.vram_free_mb = stats.vram_free_mb
             result.device_name = stats.device_name
+            _add_notes(result, "/system_stats", notes)
 
 
 # ------------------------------------------------------------------ headless entry point
