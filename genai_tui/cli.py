@@ -170,11 +170,12 @@ def run_check(cfg: configmod.Config, *, as_json: bool) -> int:
 
 
 def render_check(snap: Snapshot, cfg: configmod.Config, status: int) -> str:
+    from genai_tui.safety import one_line
     from genai_tui.textout import table
 
-    out = [f"genai-tui check — {cfg.source}"]
+    out = [f"genai-tui check — {one_line(cfg.source)}"]
     if not snap.docker.reachable:
-        out.append(snap.docker.error or "Docker engine unreachable")
+        out.append(one_line(snap.docker.error or "Docker engine unreachable"))
     out.append("")
     out.append(table(["SERVICE", "CONTAINER", "STATE", "HEALTH", "RESTARTS", "EXIT", "PORTS"], [
         [c.service, c.container, "looping" if c.looping else c.state, c.health or "-",
@@ -191,11 +192,11 @@ def render_check(snap: Snapshot, cfg: configmod.Config, status: int) -> str:
         out.append(f"tokens: {state}, {len(snap.tokens.fingerprints)} distinct value(s)")
     if snap.gpu is not None:
         if snap.gpu.error:
-            out.append(f"gpu: {snap.gpu.error}")
+            out.append(f"gpu: {one_line(snap.gpu.error)}")
         for g in snap.gpu.gpus:
             used = "-" if g.memory_used_mb is None else f"{g.memory_used_mb:.0f}"
             total = "-" if g.memory_total_mb is None else f"{g.memory_total_mb:.0f}"
-            out.append(f"gpu {g.index}: {g.name} {used}/{total} MiB ({g.source})")
+            out.append(f"gpu {g.index}: {one_line(g.name)} {used}/{total} MiB ({g.source})")
     if snap.host is not None and snap.host.memory_total_mb:
         out.append(f"host: memory {snap.host.memory_used_mb:.0f}/"
                    f"{snap.host.memory_total_mb:.0f} MiB")

@@ -11,17 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from genai_tui.config import Config
 from genai_tui.model import ProbeResult, ServerTokenStatus, TokensReport
+from genai_tui.safety import one_line
 from genai_tui.sources import tokens as tk
 
 EXIT_OK, EXIT_WARNING, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2, 3
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -339,7 +338,7 @@ def _emit(args: argparse.Namespace, doc: dict[str, Any], code: int) -> int:
 
 
 def _safe(text: object) -> str:
-    return _CONTROL.sub("?", tk.scrub(str(text)))
+    return one_line(tk.scrub(str(text)))
 
 
 def _out(text: str, stream: TextIO | None = None) -> None:

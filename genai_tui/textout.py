@@ -6,6 +6,11 @@ from collections.abc import Sequence
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Aligned columns; every cell goes through `safety.one_line` (names, URLs and
+    messages come from the config, Docker and HTTP answers)."""
+    from genai_tui.safety import one_line
+
+    rows = [[one_line(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):

@@ -43,6 +43,7 @@ from genai_tui.model import (
     TokenLocationStatus,
     TokensReport,
 )
+from genai_tui.safety import one_line
 from genai_tui.secret import BCRYPT_ANYWHERE, BCRYPT_RE, fingerprint, raw_label
 from genai_tui.sources import envfile, fsutil
 
@@ -1064,13 +1065,8 @@ def _lock_holder(fd: int) -> str:
         item = None
     if not isinstance(item, dict) or "pid" not in item:
         return "holder unknown"
-    return scrub(_printable(f"{item.get('who', '?')}, pid {item.get('pid')}, "
-                             f"since {item.get('since', '?')}"))
-
-
-def _printable(text: str) -> str:
-    """Printable text only (the lock file is ours, but its folder may not be)."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)[:200]
+    return scrub(one_line(f"{item.get('who', '?')}, pid {item.get('pid')}, "
+                          f"since {item.get('since', '?')}", 200))
 
 
 def atomic_write(path: Path, data: bytes, mode: int | None = None, uid: int | None = None,
