@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from genai_tui import __version__
@@ -99,55 +98,6 @@ def run_dashboard(cfg: configmod.Config, *, readonly: bool) -> int:
 # ------------------------------------------------------------------ check
 
 
-def collect(cfg: configmod.Config) -> Snapshot:
-    """Everything the dashboard knows, gathered once (bounded by the probe timeouts)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from genai_tui import diagnose
-    from genai_tui.model import ContainerInfo
-    from genai_tui.sources import gpu, host, probes, tokens
-    from genai_tui.sources.docker import DockerSource, describe_error
-    from genai_tui.sources.process import ProcessSource
-
-    snap = Snapshot(taken_at=datetime.now(UTC))
-    docker_source = DockerSource(cfg)
-    uses_docker = any(s.runtime == "docker" for s in cfg.services)
-    try:
-        with ThreadPoolExecutor(max_workers=3) as pool:
-            host_future = pool.submit(host.collect, cfg)
-            tokens_future = pool.submit(tokens.status, cfg.tokens)
-            processes = pool.submit(ProcessSource(cfg).list_stack)
-            by_service: dict[str, ContainerInfo] = {}
-            if uses_docker:
-                snap.docker = docker_source.status()
-            if snap.docker.reachable and uses_docker:
-                try:
-                    by_service.update((c.service, c) for c in docker_source.list_stack())
-                except Exception as exc:
-                    snap.docker.reachable = False
-                    snap.docker.error = f"Docker engine unreachable: {describe_error(exc)}"
-            by_service.update((c.service, c) for c in processes.result())
-            # with the engine down the Docker services are still there, their state unknown
-            snap.containers = [
-                by_service.get(s.name) or ContainerInfo(s.name, s.container_name,
-                                                        state="unknown")
-                for s in cfg.services]
-            for c in snap.containers:  # no event history here: judge from this one look
-                c.looping = c.looping or diagnose.is_looping(c, cfg, snap.taken_at)
-            snap.tokens = tokens_future.result()
-            snap.probes = probes.probe_once(cfg, tokens.canonical_hash(cfg.tokens))
-            snap.log_events = tokens.log_events_for_check(cfg, docker_source, snap.containers)
-            snap.tokens.servers = tokens.server_status(snap.tokens, snap.probes,
-                                                       snap.log_events)
-            snap.gpu = gpu.collect(snap.containers, snap.probes,
-                                   remote=gpu.is_remote_docker(cfg.docker.host))
-            snap.host = host_future.result()
-    finally:
-        docker_source.close()
-    snap.findings = diagnose.diagnose(snap, cfg)
-    return snap
-
-
 def exit_status(snap: Snapshot, cfg: configmod.Config) -> int:
     """The monitoring-plugin convention: 0 OK, 1 warning, 2 critical, 3 unknown."""
     if not snap.docker.reachable and any(s.runtime == "docker" for s in cfg.services):
@@ -157,7 +107,9 @@ def exit_status(snap: Snapshot, cfg: configmod.Config) -> int:
 
 
 def run_check(cfg: configmod.Config, *, as_json: bool) -> int:
-    snap = collect(cfg)
+    from genai_tui.engine.collect import collect_once
+
+    snap = collect_once(cfg)
     status = exit_status(snap, cfg)
     if as_json:
         doc = snap.to_json()

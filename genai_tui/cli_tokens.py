@@ -12,11 +12,12 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from genai_tui.config import Config
-from genai_tui.model import ProbeResult, ServerTokenStatus, TokensReport
+from genai_tui.model import Finding, ProbeResult, TokensReport
 from genai_tui.safety import one_line
 from genai_tui.sources import tokens as tk
 
@@ -72,52 +73,30 @@ def run(args: argparse.Namespace, config: Config, readonly: bool = False) -> int
 
 
 def _status(args: argparse.Namespace, config: Config) -> int:
-    report = tk.read_report(config.tokens)
-    if not getattr(args, "no_server", False):
-        report.servers = server_check(config, report)
+    """Exit like `check` does for the same findings: 0 none, 1 warning, 2 critical (3 for
+    a configuration error), so the two faces never disagree about the credential."""
+    from genai_tui.engine.collect import collect_tokens
+
+    snap = collect_tokens(config, servers=not getattr(args, "no_server", False))
+    report = snap.tokens
+    assert report is not None
     tk.StatusAuditor(config.tokens.audit_log).observe(report)
-    code = EXIT_OK if report.consistent and not any(
-        s.uses_disk_hash is False for s in report.servers) else EXIT_WARNING
+    worst = min((f.severity.rank for f in snap.findings), default=None)
+    code = EXIT_OK if worst is None else {0: EXIT_FAILURE, 1: EXIT_WARNING}.get(worst, EXIT_OK)
     if report.error:
         code = EXIT_CONFIG
     if getattr(args, "json", False):
         doc = report.to_json()
+        doc["findings"] = [f.to_json() for f in snap.findings]
         doc["config"] = config.source
         _out(json.dumps(doc, indent=2))
     else:
-        _out(render_status(report, config))
+        _out(render_status(report, config, snap.findings))
     return code
 
 
-def server_check(config: Config, report: TokensReport) -> list[ServerTokenStatus]:
-    """Probe the ComfyUI services with the canonical hash and read the token line each
-    logged since its start; bounded by the probe and Docker timeouts."""
-    from genai_tui.sources import probes
-
-    services = tuple(s for s in config.services if s.kind == "comfyui")
-    if not services:
-        return []
-    try:
-        results = probes.probe_once(config.with_services(services),
-                                    tk.canonical_hash(config.tokens))
-    except Exception:  # never let a probe failure hide the file status
-        results = []
-    events = []
-    if any(s.runtime == "docker" for s in services):
-        from genai_tui.sources.docker import DockerSource
-
-        source = DockerSource(config.with_services(services))
-        try:
-            if source.status().reachable:
-                events = tk.log_events_for_check(config, source, source.list_stack())
-        except Exception:
-            events = []
-        finally:
-            source.close()
-    return tk.server_status(report, results, events)
-
-
-def render_status(report: TokensReport, config: Config) -> str:
+def render_status(report: TokensReport, config: Config,
+                  findings: Sequence[Finding] = ()) -> str:
     from genai_tui.textout import table
 
     base = config.base_dir
@@ -149,6 +128,11 @@ def render_status(report: TokensReport, config: Config) -> str:
                    None: "unknown"}[srv.uses_disk_hash]
         out.append(f"server {_safe(srv.service)}: {verdict}"
                    + (f" — {_safe(srv.detail)}" if srv.detail else ""))
+    prefix = f"{base}{os.sep}" if base is not None else None
+    for f in findings:
+        if f.severity.rank <= 1:  # info repeats the PROBLEMS column
+            msg = f.message.replace(prefix, "") if prefix else f.message
+            out.append(f"{f.severity.value}: {_safe(msg)}")
     if not report.consistent:
         out.append("fix: genai-tui tokens unify (see --dry-run first)")
     return "\n".join(out)
@@ -209,57 +193,46 @@ def _unify(args: argparse.Namespace, config: Config) -> int:
 
 def _finish(args: argparse.Namespace, config: Config, doc: dict[str, Any], code: int, *,
             plan: tk.UnifyPlan | None, restart: bool = True) -> int:
-    """Offer the restart ComfyUI-Login needs to load a changed PASSWORD, then re-probe."""
-    names = list(config.tokens.restart_after_unify)
+    """Offer the restart ComfyUI-Login needs to load a changed PASSWORD, only to the
+    servers that do not use the hash now on disk, then re-probe them."""
+    from genai_tui.engine import actions
+
     as_json = bool(getattr(args, "json", False))
-    if not restart or not names:
+    if not restart or not config.tokens.restart_after_unify:
         return _emit(args, doc, code)
-    stale = _stale_services(config, names)
-    changed = bool(plan and plan.value_changes)
-    if not changed and not stale:
+    needs = actions.needs_restart(config, plan)
+    if actions.compose_env_changed(config, plan):
+        doc["compose_env_changed"] = True
+        if not as_json:
+            _out("a compose env file changed: `docker compose up -d` applies it to the "
+                 "services that read it")
+    if not needs:
         return _emit(args, doc, code)
-    why = ("the credential changed" if changed else
-           "the server still uses another hash: " + ", ".join(stale))
+    names = [n.service for n in needs]
+    why = "; ".join(f"{_safe(n.service)}: {_safe(n.why)}" for n in needs)
     wanted = getattr(args, "restart", None)
     if wanted is None and not getattr(args, "yes", False) and sys.stdin and sys.stdin.isatty():
-        wanted = _confirm(f"{why}; ComfyUI-Login reads PASSWORD only at start-up. Restart "
+        wanted = _confirm(f"{why}. ComfyUI-Login reads PASSWORD only at start-up. Restart "
                           f"{', '.join(names)} now? [y/N] ")
     if not wanted:
-        hint = (f"restart needed ({why}): docker restart "
-                + " ".join(_container(config, n) for n in names)
-                + " — or run again with --restart; .env changes need `docker compose up -d`")
         doc["restart_needed"] = names
         if not as_json:
-            _out(hint)
-        return _emit(args, doc, max(code, EXIT_WARNING) if stale else code)
-    restarted = tk.restart_services(config, names)
-    doc["restart"] = [{"service": n, "ok": ok, "detail": d} for n, ok, d in restarted]
-    ok_names = [n for n, ok, _ in restarted if ok]
-    for n, ok, d in restarted:
-        if not as_json:
-            _out(f"restart {_safe(n)}: {'ok' if ok else 'FAILED'} — {_safe(d)}")
-    results = tk.probe_after_restart(config, ok_names) if ok_names else []
-    doc["probes"] = [r.to_json() for r in results]
+            _out(f"restart needed ({why}): docker restart "
+                 + " ".join(_container(config, n) for n in names)
+                 + " — or run again with --restart")
+        return _emit(args, doc, max(code, EXIT_WARNING))
+    outcome = actions.restart_and_verify(config, actions.UnifyOutcome(needs=needs))
+    doc["restart"] = [r.to_json() for r in outcome.restarts]
+    doc["probes"] = [r.to_json() for r in outcome.probes]
     if not as_json:
-        for r in results:
-            _out(f"probe {_safe(r.service)}: {_probe_words(r)}")
-    if any(not ok for _, ok, _ in restarted) or any(r.auth != "enforced" for r in results):
+        for r in outcome.restarts:
+            _out(f"restart {_safe(r.service)}: "
+                 + ("ok" if r.ok else f"FAILED — {_safe(r.detail)}"))
+        for p in outcome.probes:
+            _out(f"probe {_safe(p.service)}: {_probe_words(p)}")
+    if not outcome.loaded:
         code = max(code, EXIT_WARNING)
     return _emit(args, doc, code)
-
-
-def _stale_services(config: Config, names: list[str]) -> list[str]:
-    from genai_tui.sources import probes
-
-    services = tuple(s for s in config.services if s.name in names and s.kind == "comfyui")
-    if not services:
-        return []
-    try:
-        results = probes.probe_once(config.with_services(services),
-                                    tk.canonical_hash(config.tokens))
-    except Exception:
-        return []
-    return [r.service for r in results if r.outcome == "ok" and r.auth == "rejected"]
 
 
 def _probe_words(r: ProbeResult) -> str:

@@ -265,6 +265,25 @@ def _canonical_fp(tokens: TokensReport) -> str | None:
     return None
 
 
+def _missing_copies(tokens: TokensReport, out: list[Finding]) -> None:
+    """A configured copy that is gone: a warning while another copy can restore it,
+    critical when no copy of the credential is left (nothing to copy from)."""
+    missing = [loc for loc in tokens.locations if loc.state == "missing"]
+    if not missing:
+        return
+    usable = [loc for loc in tokens.locations if loc.fingerprint
+              and loc.state in ("ok", "mismatch") and loc.format != "raw_env"]
+    where = "; ".join(f"{loc.name} ({loc.path}: {loc.detail or 'missing'})" for loc in missing)
+    if usable:
+        out.append(Finding("token_file_missing", W, None,
+                           f"{len(missing)} token cop{'y' if len(missing) == 1 else 'ies'} "
+                           f"missing: {where}", "u"))
+    else:
+        out.append(Finding("token_file_missing", C, None,
+                           f"no copy of the credential is left, nothing to copy from: {where}"
+                           " — `genai-tui tokens unify --rotate` makes a new one", "u"))
+
+
 def _token_findings(tokens: TokensReport | None, out: list[Finding]) -> None:
     if tokens is None:
         return
@@ -283,11 +302,14 @@ def _token_findings(tokens: TokensReport | None, out: list[Finding]) -> None:
             "token_drift", W, None,
             f"token copies disagree ({len(values)} values; differing: {', '.join(bad)}): "
             + "; ".join(parts), "u"))
+    _missing_copies(tokens, out)
     for loc in tokens.locations:
         problems = list(loc.problems)
         if loc.state in ("invalid", "unreadable"):
             problems.insert(0, loc.state)
         if problems:
-            out.append(Finding("token_file_problem", W, None,
+            # CRLF in an env file is only untidy: Compose and python-dotenv read it alike
+            sev = I if set(problems) <= {"crlf"} and loc.format in ("env", "raw_env") else W
+            out.append(Finding("token_file_problem", sev, None,
                                f"token location {loc.name} ({loc.path}): "
                                + ", ".join(problems), "u" if loc.state != "unreadable" else None))

@@ -855,7 +855,8 @@ def plan_unify(tokens: TokensConfig, source: str | None = None, *,
                                                    if src.status.detail else "")
                 hint = "choose another source with --from NAME, or --rotate" if source \
                     else "choose a source with --from NAME, or --rotate"
-                raise UnifyError(f"source {src_name!r} holds no valid hash ({detail}); {hint}")
+                raise UnifyError(f"nothing to copy from: source {src_name!r} holds no valid "
+                                 f"hash ({detail}); {hint}")
             hash_ = src.hash
             raw = next((x.value for x in locs if x.cfg.format == "raw_env" and x.value
                         and x.status.state not in ("missing", "unreadable")

@@ -1,5 +1,5 @@
 """Issue 7, for real: each failure is built with simulator containers, real token files and
-real engine states, then `cli.collect()` (what `genai-tui check` runs) must name exactly
+real engine states, then `collect_once()` (what `genai-tui check` runs) must name exactly
 the cause: the set of warning/critical `(code, service)` pairs is asserted whole, so a
 finding that repeats a consequence (a stopped container also called `port_unreachable`)
 fails the test as surely as a missing one.
@@ -28,6 +28,7 @@ import pytest
 
 from genai_tui import cli, simdocker
 from genai_tui import config as configmod
+from genai_tui.engine.collect import collect_once
 from genai_tui.model import Finding, Severity, Snapshot
 from tests.conftest import TEST_OWNER, free_port, make_hash, wait_for, wait_port
 
@@ -147,7 +148,7 @@ class Stack:
         return configmod.load_file(self.write())
 
     def collect(self) -> Snapshot:
-        return cli.collect(self.config())
+        return collect_once(self.config())
 
 
 # ------------------------------------------------------------------ assertions

@@ -98,8 +98,10 @@ def test_restart_hint_after_a_change(stack, capsys):
                                            'restart_after_unify = ["qwen"]\n'))
     drift(st)
     code, out, _ = run(capsys, "--config", str(cfg), "tokens", "unify", "--yes")
-    assert code == 0
-    assert "restart needed (the credential changed): docker restart gtt-never-created" in out
+    assert code == 1  # written, but not in force until the server restarts
+    assert ("restart needed (qwen: PASSWORD changed; the server could not be asked "
+            "(refused)): docker restart gtt-never-created") in out
+    assert "docker compose up -d" not in out  # no compose env file changed
 
 
 def test_unify_json(stack, capsys):
