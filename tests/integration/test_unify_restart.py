@@ -112,7 +112,8 @@ format = "password_file"
     status = subprocess.run([sys.executable, "-m", "genai_tui", "--config", str(config),
                              "tokens", "status"], capture_output=True, text=True, cwd=ROOT,
                             timeout=60)
-    assert status.returncode == 1
+    # critical, as `check` says of the same state (token_rejected): the faces agree
+    assert status.returncode == 2
     assert "server qwen: does NOT use the hash on disk" in status.stdout
     proc = subprocess.run([sys.executable, "-m", "genai_tui", "--config", str(config),
                            "tokens", "unify", "--yes", "--restart", "--json"],
@@ -125,7 +126,10 @@ format = "password_file"
     after = subprocess.run([sys.executable, "-m", "genai_tui", "--config", str(config),
                             "tokens", "status"], capture_output=True, text=True, cwd=ROOT,
                            timeout=60)
-    assert after.returncode == 0, after.stdout
+    # in force now; what is left is the world-readable copies, a warning as in `check`
+    assert after.returncode == 1, after.stdout
     assert "server qwen: uses the hash on disk" in after.stdout
+    assert "token_stale" not in after.stdout and "does NOT use" not in after.stdout
+    assert "world_readable" in after.stdout
     everything = status.stdout + status.stderr + proc.stdout + proc.stderr + after.stdout
     assert not leaks(everything, [old, new])

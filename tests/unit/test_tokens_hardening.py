@@ -409,7 +409,7 @@ def test_killed_during_the_write_then_the_next_run_leaves_no_litter(tmp_path):
     cfg = write_config(st)
     code = (
         "import os, sys\n"
-        "from genai_tui.sources import fsutil\n"
+        "from genai_tui.sources.tokens import fsutil\n"
         "real = fsutil.replace_at\n"
         "def die(dfd, name, *a, **k):\n"
         "    fd = os.open(fsutil.temp_name(name), os.O_WRONLY | os.O_CREAT, 0o600, "
