@@ -20,10 +20,11 @@ import unicodedata
 
 # the container-log grammar of terminal sequences (CSI, OSC, DCS/SOS/PM/APC in 7- and 8-bit
 # forms, unterminated strings swallowed to the end) and of controls: reused, not re-invented
+from genai_tui.secret import BCRYPT_ANYWHERE, fingerprint
 from genai_tui.sources.logtext import _CONTROLS as _LOG_CONTROLS
 from genai_tui.sources.logtext import _ESCAPES
 
-__all__ = ["DEFAULT_MAX_LEN", "ELLIPSIS", "is_clean", "one_line"]
+__all__ = ["DEFAULT_MAX_LEN", "ELLIPSIS", "is_clean", "one_line", "redact", "shown"]
 
 #: the cap when the caller gives none: one line never needs more
 DEFAULT_MAX_LEN = 1024
@@ -69,6 +70,19 @@ def one_line(text: object, max_len: int | None = None) -> str:
     if len(s) > limit:
         s = s[: limit - 1].rstrip() + ELLIPSIS if limit else ""
     return s
+
+
+def redact(text: str) -> str:
+    """Every bcrypt hash in `text` replaced by its fingerprint: the one way a hash is
+    masked in messages, plans, the audit log and the UI (defence in depth for texts built
+    from OS errors, file names and HTTP answers)."""
+    return BCRYPT_ANYWHERE.sub(lambda m: fingerprint(m.group(0)), text)
+
+
+def shown(text: object, limit: int = 200) -> str:
+    """A name, path or message as the screen shows it: one clean line with every hash
+    redacted (again after cleaning, for a hash an escape sequence had split)."""
+    return one_line(redact(one_line(text, limit * 4)), limit)
 
 
 def is_clean(text: str) -> bool:

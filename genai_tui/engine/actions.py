@@ -11,11 +11,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genai_tui.config import Config
-from genai_tui.model import ProbeResult
+from genai_tui.model import ProbeResult, TokensReport
 from genai_tui.sources import tokens as tk
+
+if TYPE_CHECKING:
+    from genai_tui.engine.live import Stack
 
 
 @dataclass
@@ -122,6 +125,21 @@ def compose_env_changed(config: Config, plan: tk.UnifyPlan | None) -> bool:
     compose = {loc.name for loc in config.tokens.locations
                if loc.format in ("env", "raw_env") and loc.compose}
     return any(c.location in compose for c in plan.value_changes)
+
+
+def plan(config: Config, source: str | None = None, *, rotate: bool = False) -> tk.UnifyPlan:
+    """What unify would change (raises tk.UnifyError for an unusable source)."""
+    return tk.plan_unify(config.tokens, source, rotate=rotate)
+
+
+def token_report(stack: Stack) -> TokensReport:
+    """A fresh token report joined with what the live stack knows of the servers."""
+    from genai_tui.engine import derive
+
+    report = tk.read_report(stack.config.tokens)
+    snap = stack.snapshot
+    report.servers = derive.servers(report, list(snap.probes), list(snap.log_events))
+    return report
 
 
 def apply_unify(config: Config, plan: tk.UnifyPlan) -> UnifyOutcome:

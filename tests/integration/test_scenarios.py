@@ -29,6 +29,7 @@ import pytest
 from genai_tui import cli, simdocker
 from genai_tui import config as configmod
 from genai_tui.engine.collect import collect_once
+from genai_tui.engine.live import Stack as LiveStack
 from genai_tui.model import Finding, Severity, Snapshot
 from tests.conftest import TEST_OWNER, free_port, make_hash, wait_for, wait_port
 
@@ -148,10 +149,36 @@ class Stack:
         return configmod.load_file(self.write())
 
     def collect(self) -> Snapshot:
-        return collect_once(self.config())
+        """`collect_once` (what `check` runs), after proving that a live `Stack` (what the
+        dashboard runs) settles to the same warning/critical findings: the parity test,
+        run for every scenario."""
+        config = self.config()
+        once = collect_once(config)
+        assert_live_agrees(config, once)
+        return once
 
 
 # ------------------------------------------------------------------ assertions
+
+PARITY = {"scenarios": 0}
+
+
+def assert_live_agrees(config: configmod.Config, once: Snapshot, timeout: float = 30.0) -> None:
+    """A live Stack on the same config (monitors, polls and log streams all running)
+    reaches the findings `collect_once` gave; it may take a few rounds to see everything."""
+    stack = LiveStack(config)
+    stack.start()
+    try:
+        assert stack.wait_settled(timeout), "the live stack never settled"
+        deadline = time.monotonic() + timeout
+        while bad(stack.snapshot) != bad(once) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert bad(stack.snapshot) == bad(once), (
+            "live Stack and collect_once disagree\n--- live:\n" + describe(stack.snapshot)
+            + "\n--- collect_once:\n" + describe(once))
+        PARITY["scenarios"] += 1
+    finally:
+        stack.close()
 
 
 def bad(snap: Snapshot) -> set[tuple[str, str | None]]:

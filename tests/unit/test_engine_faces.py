@@ -4,6 +4,7 @@ status in `check` and `tokens status`, and one restart policy after unify."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 import pytest
@@ -12,9 +13,11 @@ from genai_tui import cli
 from genai_tui.config import ServiceConfig
 from genai_tui.engine import actions, derive
 from genai_tui.engine.collect import collect_once, collect_tokens
+from genai_tui.engine.live import Stack
 from genai_tui.model import ProbeResult
 from genai_tui.sources import tokens as tk
 from tests.tokens_helpers import load, make_stack, new_pair, write_config
+
 
 def run_json(capsys, *args: str) -> tuple[int, dict]:
     code = cli.main(list(args))
@@ -45,6 +48,18 @@ def test_a_missing_copy_is_one_finding_with_the_same_status_everywhere(
     assert ("token_file_missing", severity) in token_codes(s_doc["findings"])
     assert token_codes(s_doc["findings"]) == token_codes(c_doc["findings"])
     assert s_code == code
+    # the dashboard's engine (a live Stack) names the same finding
+    live = Stack(load(cfg), parts={"tokens", "probes"})
+    live.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and token_codes(
+                [f.to_json() for f in live.snapshot.findings]) != token_codes(s_doc["findings"]):
+            time.sleep(0.05)
+        assert token_codes([f.to_json() for f in live.snapshot.findings]) == \
+            token_codes(s_doc["findings"])
+    finally:
+        live.close()
     missing = next(f for f in s_doc["findings"] if f["code"] == "token_file_missing")
     for name in gone:
         assert name in missing["message"]
