@@ -22,6 +22,7 @@ import docker.errors
 
 from genai_tui.config import Config, DockerConfig, ServiceConfig
 from genai_tui.model import MISSING, ContainerInfo, DockerStatus, PortBinding
+from genai_tui.safety import one_line
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def describe_error(exc: BaseException) -> str:
         cur = cur.__cause__ or cur.__context__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     text = text.replace("Error while fetching server API version: ", "")
-    return "".join(ch for ch in text if ch.isprintable())[:200]
+    return one_line(text, 200)
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -158,7 +159,7 @@ def match_service(services: Iterable[ServiceConfig], name: str,
 
 
 def _printable(text: str, limit: int = 120) -> str:
-    return "".join(ch for ch in text if ch.isprintable())[:limit]
+    return one_line(text, limit)
 
 
 def resolve_container(services: Iterable[ServiceConfig], service: ServiceConfig,

@@ -36,6 +36,7 @@ import httpx
 
 from genai_tui.config import Config, ProbeConfig, ServiceConfig
 from genai_tui.model import ProbeResult
+from genai_tui.safety import one_line
 from genai_tui.secret import BCRYPT_ANYWHERE
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,6 @@ MAX_NOTES = 3
 FIRST_LOGIN_MARKER = b"For your first login"
 WELCOME_MARKER = b"Welcome back"
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 #: a token we are willing to put in a header: printable, no whitespace (anything else could
 #: make h11 raise an exception whose message quotes the header value)
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,512}$")
@@ -78,19 +78,14 @@ _HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,512}$")
 
 
 def sanitize(text: object, limit: int = 120, secret: str | None = None) -> str:
-    """Make untrusted text safe for one terminal line: no control or bidi characters, no
-    bcrypt hash (nor `secret`), at most `limit` characters."""
+    """Untrusted text for one terminal line (`safety.one_line`), with no bcrypt hash (nor
+    `secret`) in it, at most `limit` characters."""
     s = str(text)
     if len(s) > limit * 4:
         s = s[: limit * 4]
     if secret:
         s = s.replace(secret, "[token]")
-    s = BCRYPT_ANYWHERE.sub("[hash]", s)
-    s = _CONTROL.sub(" ", s)
-    s = " ".join(s.split())
-    if len(s) > limit:
-        s = s[: limit - 1] + "…"
-    return s
+    return one_line(BCRYPT_ANYWHERE.sub("[hash]", s), limit)
 
 
 def display_url(url: str) -> str:

@@ -639,7 +639,8 @@ async def test_hostile_answers_from_a_server_do_not_crash_or_inject(tmp_path):
 
 def test_sanitize_and_display_url():
     h = make_hash()
-    assert sanitize(f"a\x1b[31mb\x00c\u202ed {h}", secret=h) == "a [31mb c d [token]"
+    # the whole escape sequence goes, not just its ESC byte (safety.one_line)
+    assert sanitize(f"a\x1b[31mb\x00c\u202ed {h}", secret=h) == "abcd [token]"
     assert sanitize("x" * 500, 20) == "x" * 19 + "…"
     assert display_url(f"http://admin:{h}@127.0.0.1:8188/comfy/?token={h}#f") == \
         "http://127.0.0.1:8188/comfy"
