@@ -514,17 +514,18 @@ class Stack:
             from genai_tui.engine import actions
             from genai_tui.sources.process import ProcessSource
 
-            # a process service restarts by its restart_command (what the dashboard always
-            # did); `actions.restart` only restarts containers
-            procs = {n for n in names if (s := self.config.service(n)) is not None
-                     and s.runtime == "process"}
-            yield from actions.restart(self.config, [n for n in names if n not in procs])
-            for name in (n for n in names if n in procs):
-                svc = self.config.service(name)
+            # a process service restarts by its restart_command (as the dashboard always
+            # did); `actions.restart` restarts containers only
+            procs = [svc for n in names if (svc := self.config.service(n)) is not None
+                     and svc.runtime == "process"]
+            others = [n for n in names if n not in {svc.name for svc in procs}]
+            if others:
+                yield from actions.restart(self.config, others)
+            for svc in procs:
                 source = self.processes.source if self.processes is not None \
                     else ProcessSource(self.config)
                 ok, detail = source.restart(svc)
-                yield actions.RestartOutcome(name, ok, detail)
+                yield actions.RestartOutcome(svc.name, ok, detail)
 
         def work() -> None:
             for outcome in outcomes():

@@ -9,22 +9,25 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.events import Resize
+from textual.message import Message
 from textual.screen import Screen
+from textual.widget import MountError
 from textual.widgets import DataTable, Footer, Static
 
-from genai_tui import __version__, diagnose
+from genai_tui import __version__
 from genai_tui.config import Config
+from genai_tui.engine.live import Change, Stack
 from genai_tui.safety import one_line
+from genai_tui.ui import stylesheets
 from genai_tui.ui.containers import ContainersPanel
-from genai_tui.ui.context import AppContext
 from genai_tui.ui.findings import FindingsBar
 from genai_tui.ui.gpu import GpuPanel
 from genai_tui.ui.host import HostPanel
@@ -41,19 +44,6 @@ MIN_WIDTH, MIN_HEIGHT = 60, 16
 COMPACT_WIDTH, COMPACT_HEIGHT = 110, 32
 #: compact layout: which panel fills the lower area (digit keys)
 VIEWS = ("logs", "probes", "tokens", "gpu", "host")
-
-
-def styles_path() -> Path:
-    """The stylesheet, whether installed (genai_tui.styles) or run from a source tree."""
-    try:
-        from importlib.resources import files
-
-        path = Path(str(files("genai_tui.styles") / "app.tcss"))
-        if path.is_file():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parents[2] / "styles" / "app.tcss"
 
 
 #: binding id -> (default keys, action, description); `[keys]` in the config overrides keys
@@ -78,6 +68,18 @@ SHOWN_IN_FOOTER = {"quit", "help", "restart", "logs", "probe", "unify"}
 MUTATING = {"restart", "restart_all", "unify"}
 
 
+class StackChanged(Message):
+    """One part of the engine's snapshot changed; a newer one for the same part replaces
+    a queued older one (the panel draws the latest state once)."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__()
+        self.part = part
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StackChanged) and message.part == self.part
+
+
 class QuietFooter(Footer):
     """Textual's Footer rebuilds all of its key widgets whenever its screen's bindings
     may have changed (each focus change, each modal closed: ~0.1 s of CPU); this one only
@@ -99,7 +101,11 @@ class GenaiTui(App[int]):
     """genai-tui's Textual application."""
 
     TITLE = "genai-tui"
-    CSS_PATH = str(styles_path())
+    #: every rule is in styles/*.tcss: the panels' files first, app.tcss (layout, the
+    #: generic panel chrome) last, so it wins ties (see genai_tui/ui/stylesheets.py)
+    CSS_PATH = [str(stylesheets.path(name)) for name in (
+        "containers.tcss", "probes.tcss", "logs.tcss", "gpu.tcss", "host.tcss",
+        "tokens.tcss", "findings.tcss", "screens.tcss", "app.tcss")]
     BINDINGS = [
         Binding(keys, action, description, id=f"genai.{bid}", show=bid in SHOWN_IN_FOOTER)
         for bid, (keys, action, description) in KEYS.items()
@@ -109,12 +115,12 @@ class GenaiTui(App[int]):
     ]
 
     def __init__(self, config: Config, *, readonly: bool = False,
-                 start_sources: bool = True) -> None:
+                 start_sources: bool = True, stack: Stack | None = None) -> None:
         super().__init__()
         self.config = config
         self.readonly = readonly
-        self.ctx = AppContext(config=config, readonly=readonly, live=start_sources,
-                              on_publish=self._on_publish)
+        #: the headless engine; panels only render what it publishes
+        self.stack = stack if stack is not None else Stack(config, monitors=start_sources)
         self.sub_title = ("READ-ONLY · " if readonly else "") + one_line(config.source, 200)
         self.ssh = bool(os.environ.get("SSH_CONNECTION"))
         if self.ssh:
@@ -131,14 +137,15 @@ class GenaiTui(App[int]):
     def compose(self) -> ComposeResult:
         yield Static(self._title_text(), id="title")
         yield FindingsBar(id="findings")
-        yield ContainersPanel(self.ctx, monitor=self.ctx.live, id="containers")
-        yield ProbesPanel(self.ctx, id="probes")
+        yield ContainersPanel(self.config, id="containers")
+        yield ProbesPanel(self.config, id="probes")
         with Horizontal(id="bottom"):
-            yield LogPanel(self.ctx, id="logs")
+            yield LogPanel(self.config, id="logs",
+                           hub=self.stack.logs if "logs" in self.stack.parts else None)
             with VerticalScroll(id="side"):
-                yield GpuPanel(self.ctx, id="gpu")
-                yield HostPanel(self.ctx, id="host")
-                yield TokensPanel(self.ctx, id="tokens")
+                yield GpuPanel(self.config, id="gpu")
+                yield HostPanel(self.config, id="host")
+                yield TokensPanel(self.config, readonly=self.readonly, id="tokens")
         yield Static(id="too-small")
         yield QuietFooter()
 
@@ -162,7 +169,9 @@ class GenaiTui(App[int]):
                 loop.add_signal_handler(sig, self._on_signal, hangup)
             except (RuntimeError, ValueError, NotImplementedError):
                 pass
-        if self.ctx.live and not self.is_headless and _stdin_is_tty():
+        self.stack.subscribe(self._on_change)
+        self.run_worker(self.stack.run(), name="engine", group="engine", exit_on_error=False)
+        if self.stack.live and not self.is_headless and _stdin_is_tty():
             self.set_interval(5.0, self._check_terminal)
 
     def _on_signal(self, hangup: bool) -> None:
@@ -215,39 +224,37 @@ class GenaiTui(App[int]):
             self.screen.set_class(self.view == view, f"-view-{view}")
 
     # -- data
-    def _on_publish(self, part: str, value: Any) -> None:
-        """A panel has new data: re-derive the findings once per batch of updates."""
-        if part == "containers":
-            self._reopen_logs_of_started(value)
-        if part == "findings" or self._diagnose_pending:
-            return
-        self._diagnose_pending = True
-        self.set_timer(0.2, self._rediagnose)
+    async def on_unmount(self) -> None:
+        await self.stack.aclose()
 
-    def _reopen_logs_of_started(self, infos: list[Any]) -> None:
-        """A container that (re)started: its log stream ended, reopen it now rather than at
-        the follower's next check."""
-        logs = self.query(LogPanel)
-        for info in infos:
-            seen = info.service in self._last_start
-            before = self._last_start.get(info.service)
-            now = (info.id, info.started_at) if info.running else None
-            self._last_start[info.service] = now
-            if seen and now is not None and before != now and logs:
-                logs.first().notify_started(info.id or info.container)
+    def _on_change(self, change: Change) -> None:
+        """The engine's news (on our loop): queued as a message, so a burst of changes
+        to one part is drawn once."""
+        self.post_message(StackChanged(change.part))
 
-    def _rediagnose(self) -> None:
-        self._diagnose_pending = False
-        snap = self.ctx.snapshot
-        if not snap.containers and not snap.probes:
-            return  # still gathering: no conclusion from half a picture
-        bars = self.query(FindingsBar)
-        if not bars:
-            return  # shutting down
-        snap.findings = diagnose.diagnose(snap, self.config)
-        bar = bars.first()
-        bar.max_lines = 2 if self.screen.has_class("-compact") else 5
-        bar.show(snap.findings, len(self.config.services))
+    def on_stack_changed(self, message: StackChanged) -> None:
+        snap = self.stack.snapshot
+        part = message.part
+        try:
+            if part in ("containers", "docker"):
+                self.containers.apply(snap.docker if part == "docker" else None,
+                                      snap.containers, backoff=self.stack.docker_backoff)
+            elif part == "probes":
+                panel = self.query_one(ProbesPanel)
+                panel.apply(snap.probes)
+                panel.set_probing(self.stack.in_flight("probes"))
+            elif part == "tokens" and snap.tokens is not None:
+                self.query_one(TokensPanel).apply(snap.tokens)
+            elif part == "gpu" and snap.gpu is not None:
+                self.query_one(GpuPanel).show(snap.gpu)
+            elif part == "host" and snap.host is not None:
+                self.query_one(HostPanel).show(snap.host)
+            elif part == "findings":
+                bar = self.query_one(FindingsBar)
+                bar.max_lines = 2 if self.screen.has_class("-compact") else 5
+                bar.show(snap.findings, len(self.config.services))
+        except (NoMatches, MountError):
+            return  # shutting down (a panel already detached), or a screen without it
 
     # -- helpers
     @property
@@ -286,7 +293,7 @@ class GenaiTui(App[int]):
 
         def done(yes: bool | None) -> None:
             if yes:
-                self.containers.restart_services([service])
+                self.restart([service])
 
         what = "process" if info is not None and info.runtime == "process" else "container"
         self.push_screen(ConfirmScreen(f"Restart {shown} ({what} {name})?",
@@ -303,7 +310,7 @@ class GenaiTui(App[int]):
 
         def done(yes: bool | None) -> None:
             if yes:
-                self.containers.restart_services(names)
+                self.restart(names)
 
         self.push_screen(ConfirmScreen(
             f"Restart all {len(names)} stack services?\n"
@@ -327,20 +334,33 @@ class GenaiTui(App[int]):
         if event.data_table.id == "containers-table":
             self.action_logs()
 
+    def restart(self, names: list[str]) -> None:
+        """Restart through the engine; each outcome is a toast."""
+        def done(name: str, ok: bool, detail: str) -> None:
+            if ok:
+                notify_plain(self, f"{name}: restarted", title="Restart")
+            else:
+                notify_plain(self, f"{name}: restart failed: {detail}", title="Restart",
+                             severity="error")
+
+        self.stack.restart(names, done=done)
+
     def action_probe(self) -> None:
-        self.query_one(ProbesPanel).action_probe_now()
+        self.stack.probe_now()
+        self.query_one(ProbesPanel).set_probing(True)
         notify_plain(self, "probing every service now", timeout=2)
 
     def action_unify(self) -> None:
         if self._refuse_readonly("unify"):
             return
-        self.query_one(TokensPanel).action_unify()
+        from genai_tui.ui.screens.unify import UnifyScreen
+
+        self.push_screen(UnifyScreen(self.stack, readonly=self.readonly),
+                         lambda _: self.stack.refresh("tokens"))
 
     def action_refresh(self) -> None:
-        self.query_one(ProbesPanel).action_probe_now()
-        self.query_one(TokensPanel).refresh_now()
-        self.query_one(GpuPanel).action_refresh()
-        self.query_one(HostPanel).action_refresh()
+        self.stack.refresh()
+        self.notify("refreshing every panel now", timeout=2)
 
     def action_view(self, view: str) -> None:
         if view in VIEWS:

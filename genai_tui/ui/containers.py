@@ -1,21 +1,19 @@
-"""The containers panel: one row per configured service, live from the events stream."""
+"""The containers panel: one row per configured service, as the engine last saw it (live
+from the Docker events stream); it renders, it never asks a source."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from genai_tui.config import Config
 from genai_tui.model import ContainerInfo, DockerStatus
-from genai_tui.sources.docker import ContainerMonitor
-from genai_tui.sources.process import ProcessMonitor
-from genai_tui.ui.context import AppContext
-from genai_tui.ui.render import add_row, forget_cells, notify_plain, plain, set_cell
+from genai_tui.ui import stylesheets
+from genai_tui.ui.render import add_row, forget_cells, plain, set_cell
 
 COLUMNS = (
     ("service", "Service", 19),
@@ -116,37 +114,13 @@ def _image(info: ContainerInfo) -> Text:
     return plain("process not found" if info.missing else info.image, 200, no_wrap=True)
 
 
-class ContainersChanged(Message):
-    """Posted from a monitor's thread; only the newest queued one per monitor matters.
-    `status` is None for process-runtime updates (they say nothing about Docker)."""
-
-    def __init__(self, status: DockerStatus | None, infos: list[ContainerInfo],
-                 origin: str = "docker") -> None:
-        super().__init__()
-        self.status = status
-        self.infos = infos
-        self.origin = origin
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ContainersChanged) and message.origin == self.origin
-
-
 class ContainersPanel(Vertical):
-    DEFAULT_CSS = """
-    ContainersPanel { height: auto; max-height: 50%; }
-    ContainersPanel > #docker-banner { display: none; color: $error; text-style: bold;
-        padding: 0 1; }
-    ContainersPanel.-unreachable > #docker-banner { display: block; }
-    ContainersPanel > DataTable { height: auto; max-height: 20; }
-    """
+    DEFAULT_CSS = stylesheets.read("containers.tcss")
 
-    def __init__(self, ctx: AppContext, *, monitor: bool = True, id: str | None = None) -> None:
+    def __init__(self, config: Config, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.ctx = ctx
+        self.config = config
         self.border_title = "Containers"
-        self.monitor: ContainerMonitor | None = None
-        self.processes: ProcessMonitor | None = None
-        self._start_monitor = monitor
         self._infos: dict[str, ContainerInfo] = {}
         self._hidden: tuple[str, ...] = ()
 
@@ -167,7 +141,7 @@ class ContainersPanel(Vertical):
         forget_cells(table)
         for key, label, width in self.columns:
             table.add_column(label, key=key, width=width)
-        for svc in self.ctx.config.services:
+        for svc in self.config.services:
             info = self._infos.get(svc.name)
             if info is None:
                 info = ContainerInfo(service=svc.name, container=svc.container_name,
@@ -190,47 +164,23 @@ class ContainersPanel(Vertical):
     def on_mount(self) -> None:
         self._build_table()
         self.set_interval(10.0, self._tick_uptime)
-        runtimes = {s.runtime for s in self.ctx.config.services}
-        if self._start_monitor and "docker" in runtimes:
-            self.monitor = ContainerMonitor(self.ctx.config, self._from_docker)
-            self.monitor.start()
-        if self._start_monitor and "process" in runtimes:
-            self.processes = ProcessMonitor(self.ctx.config, self._from_processes)
-            self.processes.start()
-
-    def on_unmount(self) -> None:
-        for monitor in (self.monitor, self.processes):
-            if monitor is not None:
-                monitor.close(timeout=1.0)
-
-    def _from_docker(self, status: DockerStatus, infos: list[ContainerInfo]) -> None:
-        self.post_message(ContainersChanged(status, infos))
-
-    def _from_processes(self, _status: DockerStatus, infos: list[ContainerInfo]) -> None:
-        self.post_message(ContainersChanged(None, infos, origin="process"))
 
     # -- rendering
-    def on_containers_changed(self, message: ContainersChanged) -> None:
-        self.apply(message.status, message.infos)
-
-    def apply(self, status: DockerStatus | None, infos: list[ContainerInfo]) -> None:
-        """Show a new state; only cells whose text changed are touched."""
+    def apply(self, status: DockerStatus | None, infos: list[ContainerInfo], *,
+              backoff: float = 0.0) -> None:
+        """Show the engine's state; only cells whose text changed are touched."""
         if status is not None:
             banner = self.query_one("#docker-banner", Static)
             if status.reachable:
                 self.remove_class("-unreachable")
             else:
-                retry = ""
-                if self.monitor is not None and self.monitor.backoff:
-                    retry = f" — retrying in {self.monitor.backoff:g}s"
+                retry = f" — retrying in {backoff:g}s" if backoff else ""
                 banner.update(plain(f"{status.error or 'Docker engine unreachable'}{retry}",
                                     300))
                 self.add_class("-unreachable")
-            self.ctx.publish("docker", status)
         for info in infos:
             self._infos[info.service] = info
             self._update_row(info)
-        self.ctx.publish("containers", list(self._infos.values()))
 
     def _update_row(self, info: ContainerInfo) -> None:
         table = self.query_one(DataTable)
@@ -257,40 +207,3 @@ class ContainersPanel(Vertical):
 
     def info(self, service: str) -> ContainerInfo | None:
         return self._infos.get(service)
-
-    def _monitor_for(self, name: str) -> ContainerMonitor | ProcessMonitor | None:
-        svc = self.ctx.config.service(name)
-        if svc is None:
-            return None
-        return self.processes if svc.runtime == "process" else self.monitor
-
-    def restart_services(self, services: list[str]) -> None:
-        for name in services:
-            monitor = self._monitor_for(name)
-            if monitor is not None:
-                monitor.set_action(name, "restarting")
-        self._restart(services)
-
-    @work(thread=True, group="docker-actions", exit_on_error=False)
-    def _restart(self, services: list[str]) -> None:
-        for name in services:
-            svc = self.ctx.config.service(name)
-            monitor = self._monitor_for(name)
-            if svc is None or monitor is None:
-                continue
-            ok, detail = monitor.source.restart(svc)
-            monitor.set_action(name, None if ok else f"restart failed: {detail}")
-            if ok:
-                try:
-                    if isinstance(monitor, ProcessMonitor):
-                        monitor.poke()
-                    else:
-                        monitor.refresh_service(svc)
-                except Exception:  # the events stream will catch up
-                    pass
-                self.app.call_from_thread(
-                    notify_plain, self.app, f"{name}: restarted", title="Restart")
-            else:
-                self.app.call_from_thread(
-                    notify_plain, self.app, f"{name}: restart failed: {detail}",
-                    title="Restart", severity="error")

@@ -7,6 +7,7 @@ from textual.widgets import Static
 
 from genai_tui.model import Finding, Severity
 from genai_tui.safety import one_line
+from genai_tui.ui import stylesheets
 from genai_tui.ui.render import update_if_changed
 
 STYLE = {
@@ -50,13 +51,7 @@ def render_findings(findings: list[Finding], *, max_lines: int, services: int,
 
 
 class FindingsBar(Static):
-    DEFAULT_CSS = """
-    FindingsBar { height: auto; max-height: 5; padding: 0 1; background: $boost;
-        text-wrap: nowrap; text-overflow: ellipsis; }
-    FindingsBar.-critical { background: $error 15%; }
-    FindingsBar.-warning { background: $warning 12%; }
-    FindingsBar.-calm { background: $success 10%; }
-    """
+    DEFAULT_CSS = stylesheets.read("findings.tcss")
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)

@@ -1,9 +1,9 @@
 """The GPU panel: per GPU memory (bar + history), utilisation, temperature, power, and the
 processes holding VRAM with the container and stack service that own them.
 
-NVML is read off the UI thread (a thread worker per poll, the next poll scheduled only
-after the previous one finished). Without NVML the panel says why in one line and, when
-it can, shows each ComfyUI's own VRAM view from its `/system_stats`.
+The engine reads NVML off the UI thread and joins GPU PIDs with the containers; this panel
+renders. Without NVML it says why in one line and, when it can, shows each ComfyUI's own
+VRAM view from its `/system_stats`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
+from genai_tui.config import Config
 from genai_tui.model import GpuInfo, GpuProcess, GpuReport
 from genai_tui.safety import one_line
-from genai_tui.sources import gpu as gpu_source
-from genai_tui.ui.context import AppContext
-from genai_tui.ui.polling import Poller, in_thread
+from genai_tui.ui import stylesheets
 from genai_tui.ui.render import plain, update_if_changed
 
 #: memory samples kept per GPU for the sparkline (at 2 s: the last 5 minutes)
@@ -228,40 +227,15 @@ class GpuCard(Vertical):
 
 
 class GpuPanel(Vertical):
-    """Mounted by the app as `GpuPanel(ctx, id="gpu")`; publishes `ctx.publish("gpu", …)`."""
+    """The engine's GPU reports: memory, utilisation and which container holds each
+    process (NVML), else the VRAM each ComfyUI reports."""
 
-    DEFAULT_CSS = """
-    GpuPanel {
-        height: auto;
-        border: round $primary 60%;
-        border-title-color: $text;
-        padding: 0 1;
-    }
-    GpuPanel.-warn { border: round $error; }
-    GpuPanel > #gpu-message { color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
-    GpuPanel > #gpu-message.-error { color: $warning; }
-    GpuPanel GpuCard { height: auto; }
-    GpuPanel Static { text-wrap: nowrap; text-overflow: ellipsis; }
-    GpuPanel .gpu-memrow { height: 1; }
-    GpuPanel .gpu-mem { width: auto; }
-    GpuPanel .gpu-spark { width: 1fr; height: 1; }
-    GpuPanel GpuCard.-warn .gpu-head, GpuPanel GpuCard.-warn .gpu-mem {
-        color: $error;
-        text-style: bold;
-    }
-    GpuPanel GpuCard.-warn .gpu-spark > .sparkline--max-color { color: $error; }
-    GpuPanel GpuCard.-lost .gpu-head, GpuPanel GpuCard.-lost .gpu-mem { color: $warning; }
-    """
+    DEFAULT_CSS = stylesheets.read("gpu.tcss")
 
-    def __init__(self, ctx: AppContext, *, source: gpu_source.NvmlSource | None = None,
-                 id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, config: Config, *, id: str | None = None,
+                 classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.ctx = ctx
-        self.remote = gpu_source.is_remote_docker(ctx.config.docker.host)
-        self._source = source if source is not None else (
-            None if self.remote else gpu_source.NvmlSource())
-        self.interval = max(0.5, ctx.config.gpu.interval)
-        self.warn_pct = ctx.config.gpu.memory_warn_pct
+        self.warn_pct = config.gpu.memory_warn_pct
         self.report: GpuReport | None = None
         #: the one-line status above the GPUs ("" when all is well)
         self.message = ""
@@ -269,11 +243,6 @@ class GpuPanel(Vertical):
         self._history: dict[str, deque[float]] = {}
         self._cards: dict[str, GpuCard] = {}
         self._message = Static(id="gpu-message")
-        # without NVML the panel shows the probes' /system_stats: nothing new between rounds
-        self.poller = Poller(self, "gpu-poll", in_thread(self._collect), self._delivered,
-                             self.interval, next_delay=lambda: self.interval if (
-                                 self.report is None or not self.report.error) else max(
-                                 self.interval, ctx.config.probes.interval))
 
     def compose(self) -> ComposeResult:
         yield self._message
@@ -281,32 +250,6 @@ class GpuPanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = "GPU"
         update_if_changed(self._message, "reading GPUs…")
-        if self.ctx.live:
-            self.poller.now()
-
-    def on_unmount(self) -> None:
-        self.poller.close()
-        if self._source is not None:
-            self._source.close()
-
-    # ------------------------------------------------------------ polling
-
-    def action_refresh(self) -> None:
-        """Poll now (a panel-wide action the app may bind)."""
-        self.poller.now()
-
-    def _collect(self) -> GpuReport:
-        """Worker thread: blocking NVML and /proc reads."""
-        snap = self.ctx.snapshot
-        try:
-            return gpu_source.gpu_report(self._source, list(snap.containers),
-                                         list(snap.probes), remote=self.remote)
-        except Exception as exc:  # never lose the polling loop to a surprise
-            return GpuReport(error=f"GPU read failed: {type(exc).__name__}")
-
-    def _delivered(self, report: GpuReport) -> None:
-        self.show(report)
-        self.ctx.publish("gpu", report)
 
     # ------------------------------------------------------------ rendering
 

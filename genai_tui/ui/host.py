@@ -7,29 +7,23 @@ makes the kernel's OOM killer end a ComfyUI with exit code 137.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from genai_tui.config import Config
 from genai_tui.model import DiskUsage, HostInfo
 from genai_tui.safety import one_line
-from genai_tui.sources import host as host_source
-from genai_tui.ui.context import AppContext
+from genai_tui.ui import stylesheets
 from genai_tui.ui.gpu import bar, fmt_pair, fmt_pct
-from genai_tui.ui.polling import Poller, in_thread
 from genai_tui.ui.render import update_if_changed
 
 #: a disk this full is highlighted too (ComfyUI fails mid-job when outputs cannot be saved)
 DISK_WARN_PCT = 95.0
 #: label column width (a disk's folder name is cut to LABEL - 1)
 LABEL = 8
-
-
-class HostReader(Protocol):
-    def read(self) -> HostInfo: ...
 
 
 def disk_label(path: str) -> str:
@@ -39,43 +33,20 @@ def disk_label(path: str) -> str:
 
 
 class HostPanel(Vertical):
-    """Mounted by the app as `HostPanel(ctx, id="host")`; publishes `ctx.publish("host", …)`.
+    """The engine's host readings (CPU, memory, swap, disks)."""
 
-    `source` is anything with `read() -> HostInfo` (tests pass fixed values).
-    """
+    DEFAULT_CSS = stylesheets.read("host.tcss")
 
-    DEFAULT_CSS = """
-    HostPanel {
-        height: auto;
-        border: round $primary 60%;
-        border-title-color: $text;
-        padding: 0 1;
-    }
-    HostPanel.-warn { border: round $error; }
-    HostPanel Static { text-wrap: nowrap; text-overflow: ellipsis; }
-    HostPanel .-warn { color: $error; text-style: bold; }
-    HostPanel .-error { color: $warning; }
-    """
-
-    def __init__(self, ctx: AppContext, *, source: HostReader | None = None,
-                 id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, config: Config, *, id: str | None = None,
+                 classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.ctx = ctx
-        disks = host_source.default_disks(ctx.config)
-        self._source: HostReader = source if source is not None else \
-            host_source.HostSource(disks)
-        self.interval = max(0.5, ctx.config.host.interval)
-        self.warn_pct = ctx.config.host.memory_warn_pct
+        self.warn_pct = config.host.memory_warn_pct
         self.info: HostInfo | None = None
         self.polls = 0
         self.cpu = Static(id="host-cpu")
         self.mem = Static(id="host-mem")
         self.swap = Static(id="host-swap")
         self._disk_lines: list[Static] = []
-        # the first reading has no CPU baseline yet: take the second one soon
-        self.poller = Poller(self, "host-poll", in_thread(self._collect), self._delivered,
-                             self.interval, next_delay=lambda: (
-                                 min(1.0, self.interval) if self.polls <= 1 else self.interval))
 
     def compose(self) -> ComposeResult:
         yield self.cpu
@@ -85,25 +56,6 @@ class HostPanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = "Host"
         update_if_changed(self.cpu, "reading…")
-        if self.ctx.live:
-            self.poller.now()
-
-    def on_unmount(self) -> None:
-        self.poller.close()
-
-    def action_refresh(self) -> None:
-        """Poll now (a panel-wide action the app may bind)."""
-        self.poller.now()
-
-    def _collect(self) -> HostInfo:
-        try:
-            return self._source.read()
-        except Exception:  # never lose the polling loop to a surprise
-            return HostInfo()
-
-    def _delivered(self, info: HostInfo) -> None:
-        self.show(info)
-        self.ctx.publish("host", info)
 
     # ------------------------------------------------------------ rendering
 

@@ -38,11 +38,11 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Static
 
-from genai_tui.model import LogEvent
+from genai_tui.config import Config
 from genai_tui.safety import one_line
-from genai_tui.sources.logs import LogHub, LogLine, MergedLogs, RecentEvents
+from genai_tui.sources.logs import LogHub, LogLine, MergedLogs
 from genai_tui.sources.logtext import Redactor, clean_line
-from genai_tui.ui.context import AppContext
+from genai_tui.ui import stylesheets
 from genai_tui.ui.render import update_if_changed
 
 KIND_STYLES: dict[str | None, Style] = {
@@ -57,8 +57,6 @@ KIND_STYLES: dict[str | None, Style] = {
     "job": Style(color="green"),
     "meta": Style(color="cyan", italic=True),
 }
-#: published at once; other events (job_done...) at most once a second
-URGENT_EVENTS = ("token", "no_password", "import_failed", "oom")
 #: a flush that brings this many lines means a flood: the next FLOOD_SKIP ticks are skipped
 FLOOD_BATCH = 500
 FLOOD_SKIP = 4
@@ -110,15 +108,7 @@ def _cells(text: str) -> int:
 class LogView(ScrollView, can_focus=True):
     """Rows of log lines; knows nothing about followers (the panel feeds it)."""
 
-    DEFAULT_CSS = """
-    LogView {
-        height: 1fr;
-        background: $surface;
-        overflow-x: auto;
-        overflow-y: scroll;
-    }
-    LogView:focus { background-tint: $foreground 3%; }
-    """
+    DEFAULT_CSS = stylesheets.read("logs.tcss")
 
     def __init__(self, max_lines: int = 5000, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -458,12 +448,7 @@ class LogPanel(Vertical):
     Keys while focused: `/` filter, `n`/`N` next/previous match, `Esc` clear the filter,
     `f` follow/pause, `t` timestamps, `w` wrap, `s` save the view to a file."""
 
-    DEFAULT_CSS = """
-    LogPanel { height: 1fr; }
-    LogPanel > #log-status { height: 1; background: $boost; color: $text-muted; }
-    LogPanel > #log-filter { display: none; height: 3; }
-    LogPanel.-filtering > #log-filter { display: block; }
-    """
+    DEFAULT_CSS = stylesheets.read("logs.tcss")
 
     #: ids are `logs.<name>` so `[keys] <name> = "..."` in the config can rebind them
     BINDINGS = [
@@ -477,16 +462,15 @@ class LogPanel(Vertical):
         Binding("s", "save", "Save view", id="logs.save"),
     ]
 
-    def __init__(self, ctx: AppContext, *, id: str | None = None, hub: LogHub | None = None,
-                 initial: str | None = "all", secrets_refresh: float = 60.0) -> None:
+    def __init__(self, config: Config, *, id: str | None = None, hub: LogHub | None = None,
+                 initial: str | None = "all") -> None:
         super().__init__(id=id)
-        self.ctx = ctx
-        cfg = ctx.config.logs
+        self.config = config
+        cfg = config.logs
+        #: the engine's log hub; None (tests, snapshots): show what we are given
         self._hub = hub
-        #: not live (tests, snapshots): show what we are given, start no Docker stream
-        self._live = ctx.live or hub is not None
+        self._live = hub is not None
         self._initial = initial
-        self._secrets_refresh = secrets_refresh
         self.view = LogView(cfg.buffer_lines, id="log-view")
         self.status = Static("", id="log-status", markup=False)
         self.filter_input = Input(placeholder="regex filter — Enter applies, Esc clears",
@@ -496,9 +480,6 @@ class LogPanel(Vertical):
         self.follow = True
         self._held: deque[LogLine] = deque(maxlen=cfg.buffer_lines)
         self._new_while_paused = 0
-        self._events = RecentEvents()
-        self._events_dirty = False
-        self._last_publish = 0.0
         self._message = ""
         self._status_cache = ""
         self._last_total = 0
@@ -507,8 +488,7 @@ class LogPanel(Vertical):
 
     @property
     def hub(self) -> LogHub:
-        if self._hub is None:
-            self._hub = LogHub(self.ctx.config)
+        assert self._hub is not None, "a live log panel is given the engine's hub"
         return self._hub
 
     def compose(self) -> ComposeResult:
@@ -518,23 +498,13 @@ class LogPanel(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = "Logs"
-        self.set_interval(self.ctx.config.logs.flush_interval, self._flush)
-        if self._secrets_refresh > 0 and self._live:
-            self.set_interval(self._secrets_refresh, self._refresh_secrets)
+        self.set_interval(self.config.logs.flush_interval, self._flush)
         if self.source is None and self._live:
             if self._initial == "all":
                 self.follow_all()
             elif self._initial:
                 self.follow_service(self._initial)
         self._update_status(force=True)
-
-    def on_unmount(self) -> None:
-        if self._hub is not None:
-            self._hub.close()
-
-    @work(thread=True, exclusive=True, group="log-secrets", exit_on_error=False)
-    def _refresh_secrets(self) -> None:
-        self.hub.refresh_secrets()
 
     # ------------------------------------------------------------ public API
 
@@ -549,7 +519,7 @@ class LogPanel(Vertical):
     def follow_all(self) -> None:
         """One merged view of every service of the stack, docker and process (`a`)."""
         if not self._live:
-            self.view.set_services(s.name for s in self.ctx.config.services)
+            self.view.set_services(s.name for s in self.config.services)
             self._switch(None, "all services", merged=True)
             return
         merged: MergedLogs = self.hub.merged()
@@ -564,21 +534,12 @@ class LogPanel(Vertical):
         safe = [LogLine(ln.ts, ln.service, clean_line(ln.text), redactor=redactor)
                 for ln in lines]
         if merged:
-            names = [s.name for s in self.ctx.config.services]
+            names = [s.name for s in self.config.services]
             names += sorted({ln.service for ln in safe} - set(names))
             self.view.set_services(names)
         self._switch(None, label, merged=merged)
         self.view.append(safe, follow=True)
         self._update_status(force=True)
-
-    def notify_started(self, container_id_or_name: str) -> None:
-        """A Docker `start` event: reopen that container's stream now."""
-        if self._hub is not None:
-            self._hub.notify_started(container_id_or_name)
-
-    @property
-    def events(self) -> list[LogEvent]:
-        return self._events.list()
 
     # ------------------------------------------------------------ internals
 
@@ -598,7 +559,6 @@ class LogPanel(Vertical):
 
     def _flush(self) -> None:
         """Timer tick: take what the threads collected and update the view in one batch."""
-        self._collect_events()
         source = self.source
         if self._skip_flushes:  # a flood: fewer, bigger updates (each redraws the view)
             self._skip_flushes -= 1
@@ -617,25 +577,6 @@ class LogPanel(Vertical):
                 self._new_while_paused += max(len(lines), total - self._last_total)
             self._last_total = total
         self._update_status()
-
-    def _collect_events(self) -> None:
-        if self._hub is None:
-            return
-        fresh: list[LogEvent] = []
-        for f in self._hub.followers.values():
-            fresh.extend(f.drain_events())
-        if fresh:
-            fresh.sort(key=lambda e: e.at.timestamp() if e.at else 0.0)
-            self._events.extend(fresh)
-            self._events_dirty = True
-            if any(e.kind in URGENT_EVENTS for e in fresh):
-                self._last_publish = 0.0
-        # a flood of job lines must not make the app re-derive findings 10 times a second
-        now = time.monotonic()
-        if self._events_dirty and now - self._last_publish >= 1.0:
-            self._events_dirty = False
-            self._last_publish = now
-            self.ctx.publish("log_events", self._events.list())
 
     def _update_status(self, force: bool = False) -> None:
         parts = [one_line(self.label, 80) or "no service selected"]
@@ -782,7 +723,7 @@ class LogPanel(Vertical):
     @work(thread=True, exclusive=True, group="log-save", exit_on_error=False)
     def _save(self, name: str, text: str, count: int) -> None:
         try:
-            path: Path | None = save_text(self.ctx.config.base_dir, name, text)
+            path: Path | None = save_text(self.config.base_dir, name, text)
             message = f"saved {count} lines to {path}"
         except OSError as exc:
             path = None

@@ -1,16 +1,12 @@
 """The probes panel: per service the outcome, auth verdict, status, latency and a sparkline.
 
-Polling is chained (a round, then `set_timer` for the next), so rounds never overlap and
-each service has at most one probe in flight; `p` (`action_probe_now`) asks for a round now,
-or for one more right after the running round. Rows are keyed by service and updated in
-place. The token hash is read off the UI thread each round and handed to the prober; it is
-never stored on the widget, shown, or logged.
+It renders the engine's probe rounds (engine.live polls, chained, one probe in flight per
+service; `p` asks the engine for a round now). Rows are keyed by service and updated in
+place. The token hash never reaches the UI.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -20,14 +16,11 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable
 
-from genai_tui.config import ServiceConfig
+from genai_tui.config import Config, ServiceConfig
 from genai_tui.model import ProbeResult
-from genai_tui.sources.probes import Prober, display_url
-from genai_tui.ui.context import AppContext
-from genai_tui.ui.polling import Poller
+from genai_tui.sources.probes import display_url
+from genai_tui.ui import stylesheets
 from genai_tui.ui.render import plain, set_cell
-
-log = logging.getLogger(__name__)
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 10
@@ -125,33 +118,18 @@ def info_text(result: ProbeResult | None) -> Text:
 class ProbesPanel(Vertical):
     """Probe every configured service on an interval and on demand."""
 
-    DEFAULT_CSS = """
-    ProbesPanel {
-        height: auto;
-        max-height: 24;
-        border: round $primary;
-        border-title-color: $text;
-    }
-    ProbesPanel > DataTable {
-        height: auto;
-        max-height: 22;
-        scrollbar-size-vertical: 1;
-    }
-    """
+    DEFAULT_CSS = stylesheets.read("probes.tcss")
 
-    def __init__(self, ctx: AppContext, *, id: str | None = "probes",
+    def __init__(self, config: Config, *, id: str | None = "probes",
                  classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.ctx = ctx
-        self.services: tuple[ServiceConfig, ...] = tuple(ctx.config.services)
-        self.interval = ctx.config.probes.interval
+        self.config = config
+        self.services: tuple[ServiceConfig, ...] = tuple(config.services)
+        self.interval = config.probes.interval
         self.history: dict[str, deque[float | None]] = {
             s.name: deque(maxlen=SPARK_WIDTH) for s in self.services}
         self.results: dict[str, ProbeResult] = {}
         self.rounds = 0
-        self._prober: Prober | None = None
-        self.poller = Poller(self, "probes", self._probe_round, self._delivered, self.interval,
-                             on_error=self._failed)
         self.border_title = "Probes"
 
     # ------------------------------------------------------------------ layout
@@ -169,51 +147,11 @@ class ProbesPanel(Vertical):
                           url_cell(svc.url), outcome_cell(None), auth_cell(None),
                           status_cell(None), Text("–", no_wrap=True), Text(""), info_text(None),
                           key=svc.name)
-        self._prober = Prober(self.ctx.config.probes,
-                              max_connections=max(4, len(self.services)))
-        self._set_subtitle()
-        if self.ctx.live:
-            self.start_round()
+        self.set_probing(False)
 
-    async def on_unmount(self) -> None:
-        self.poller.close()
-        prober, self._prober = self._prober, None
-        if prober is not None:
-            await prober.aclose()
-
-    def _set_subtitle(self) -> None:
-        state = "probing…" if self.poller.in_flight else f"every {self.interval:g}s"
+    def set_probing(self, probing: bool) -> None:
+        state = "probing…" if probing else f"every {self.interval:g}s"
         self.border_subtitle = f"{state} · p: probe now"
-
-    # ------------------------------------------------------------------ polling
-
-    def action_probe_now(self) -> None:
-        """Probe all services now; if a round is running, run another right after it."""
-        self.start_round()
-
-    def start_round(self) -> None:
-        if self._prober is None:
-            return
-        self.poller.now()
-        self._set_subtitle()
-
-    async def _probe_round(self) -> list[ProbeResult]:
-        prober = self._prober
-        if prober is None or not self.services:
-            return []
-        token = await asyncio.to_thread(_canonical_hash, self.ctx.config)
-        results = await prober.probe_all(self.services, token)
-        del token
-        return results
-
-    def _delivered(self, results: list[ProbeResult]) -> None:
-        if results:
-            self.apply(results)
-            self.ctx.publish("probes", results)
-        self.call_later(self._set_subtitle)
-
-    def _failed(self, exc: Exception) -> None:
-        self.border_subtitle = f"probe round failed ({type(exc).__name__})"
 
     def apply(self, results: Iterable[ProbeResult]) -> None:
         """Update the rows in place (never cleared) from one round's results."""
@@ -236,21 +174,3 @@ class ProbesPanel(Vertical):
             }
             for col, value in cells.items():
                 set_cell(table, r.service, col, value)
-
-
-def _canonical_hash(config: Any) -> str | None:
-    """The canonical token hash via the tokens source, or None when it is not available
-    (the module may be absent; any error reading the files means "no hash")."""
-    try:
-        from genai_tui.sources import tokens  # type: ignore[attr-defined]
-    except Exception:  # absent or broken: probe without a hash (verdict "unknown")
-        return None
-    func = getattr(tokens, "canonical_hash", None)
-    if func is None:
-        return None
-    try:
-        value = func(config.tokens)
-    except Exception as exc:
-        log.warning("cannot read the canonical token: %s", type(exc).__name__)
-        return None
-    return value if isinstance(value, str) and value else None

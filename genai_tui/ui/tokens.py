@@ -1,15 +1,12 @@
 """The tokens panel: every copy of the ComfyUI-Login credential by fingerprint, whether
 they agree, and whether each running ComfyUI still uses the hash on disk.
 
-The status is read off the UI thread on a chained timer (a read, then `set_timer` for the
-next, so reads never overlap); bcrypt checks are cached in the source, so an idle poll is
-a handful of tiny file reads. `u` (`action_unify`) opens the unify modal unless the
-dashboard is read-only. Status changes go to the audit log, not every poll.
+It renders the engine's token reports (engine.live reads them off the UI thread, joins
+them with the probes and log lines, and audits status changes); `u` is the app's.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from rich.text import Text
@@ -17,17 +14,12 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from genai_tui.config import Config
 from genai_tui.model import TokenLocationStatus, TokensReport
-from genai_tui.safety import one_line
-from genai_tui.sources import tokens as tk
-from genai_tui.ui.context import AppContext
-from genai_tui.ui.polling import Poller, in_thread
-from genai_tui.ui.render import notify_plain, plain, set_cell, update_if_changed
-
-log = logging.getLogger(__name__)
-
-#: seconds between two status reads
-POLL_INTERVAL = 5.0
+from genai_tui.safety import shown
+from genai_tui.sources.tokens import value_counts
+from genai_tui.ui import stylesheets
+from genai_tui.ui.render import plain, set_cell, update_if_changed
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("name", "location", 10),
@@ -52,12 +44,8 @@ PROBLEM_SHORT = {
 }
 
 
-def safe(text: object, limit: int = 200) -> str:
-    """A name, path or message for the screen: a bcrypt hash in it becomes its fingerprint,
-    then one clean line (`safety.one_line`). Scrubbed again after cleaning, for a hash
-    that an escape sequence had split. Still a `str`: hand it to a `Text`."""
-    raw = tk.scrub(text) if isinstance(text, str) else one_line(text, limit * 4)
-    return one_line(tk.scrub(one_line(raw, limit * 4)), limit)
+#: a name, path or message for the screen (one clean line, hashes redacted)
+safe = shown
 
 
 def state_cell(s: TokenLocationStatus | None) -> Text:
@@ -96,7 +84,7 @@ def summary_text(report: TokensReport | None) -> Text:
             text.append(f" · {safe(fp, 40)}")
     else:
         text.append("✗ NOT consistent", style="bold white on red")
-        text.append(f" · {tk.value_counts(report)} · u: unify")
+        text.append(f" · {value_counts(report)} · u: unify")
     for srv in report.servers:
         text.append("\n")
         mark, style = {True: ("✓", "green"), False: ("✗", "bold red"),
@@ -112,35 +100,15 @@ def summary_text(report: TokensReport | None) -> Text:
 class TokensPanel(Vertical):
     """Token locations, their agreement, and the servers' view; `u` unifies."""
 
-    DEFAULT_CSS = """
-    TokensPanel {
-        height: auto;
-        max-height: 14;
-        min-width: 50;
-        border: round $primary;
-    }
-    TokensPanel > DataTable {
-        height: auto;
-        max-height: 9;
-        scrollbar-size-vertical: 1;
-    }
-    TokensPanel > #tokens-summary {
-        height: auto;
-        max-height: 4;
-        padding: 0 1;
-    }
-    """
+    DEFAULT_CSS = stylesheets.read("tokens.tcss")
 
-    def __init__(self, ctx: AppContext, *, id: str | None = "tokens",
-                 classes: str | None = None, interval: float = POLL_INTERVAL) -> None:
+    def __init__(self, config: Config, *, readonly: bool = False,
+                 id: str | None = "tokens", classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.ctx = ctx
-        self.interval = interval
+        self.config = config
+        self.readonly = readonly
         self.report: TokensReport | None = None
         self.polls = 0
-        self._auditor = tk.StatusAuditor(ctx.config.tokens.audit_log)
-        self.poller = Poller(self, "tokens", in_thread(self._collect), self._delivered,
-                             interval, on_error=self._failed)
         self.border_title = "Tokens"
 
     # ------------------------------------------------------------------ layout
@@ -153,44 +121,17 @@ class TokensPanel(Vertical):
         table = self.query_one(DataTable)
         for key, label, width in COLUMNS:
             table.add_column(label, width=width, key=key)
-        for loc in self.ctx.config.tokens.locations:
+        for loc in self.config.tokens.locations:
             table.add_row(self._name_cell(loc.name), state_cell(None), Text("…", no_wrap=True),
                           problems_cell(None), Text("–", no_wrap=True), key=loc.name)
-        self.border_subtitle = "u: unify" if not self.ctx.readonly else "read-only"
-        if self.ctx.live:
-            self.refresh_now()
-
-    def on_unmount(self) -> None:
-        self.poller.close()
+        self.border_subtitle = "u: unify" if not self.readonly else "read-only"
 
     def _name_cell(self, name: str) -> Text:
-        canonical = name == self.ctx.config.tokens.canonical
+        canonical = name == self.config.tokens.canonical
         return Text(safe(name, 40) + ("*" if canonical else ""),
                     style="bold" if canonical else "")
 
-    # ------------------------------------------------------------------ polling
-
-    def refresh_now(self) -> None:
-        """Read the status now (or right after the read in progress)."""
-        self.poller.now()
-
-    def _collect(self) -> TokensReport:
-        """Runs in a worker thread: file reads, cached bcrypt checks, the audit line."""
-        report = tk.read_report(self.ctx.config.tokens)
-        snap = self.ctx.snapshot
-        report.servers = tk.server_status(report, list(snap.probes), list(snap.log_events))
-        try:
-            self._auditor.observe(report)
-        except Exception as exc:  # the audit must never stop the panel
-            log.warning("audit failed: %s", type(exc).__name__)
-        return report
-
-    def _delivered(self, report: TokensReport) -> None:
-        self.apply(report)
-        self.ctx.publish("tokens", report)
-
-    def _failed(self, exc: Exception) -> None:
-        self.border_subtitle = f"status failed ({type(exc).__name__})"
+    # ------------------------------------------------------------------ rendering
 
     def apply(self, report: TokensReport) -> None:
         """Update rows in place from one status read."""
@@ -216,19 +157,3 @@ class TokensPanel(Vertical):
         except Exception:
             return None
         return str(key.value) if key is not None else None
-
-    # ------------------------------------------------------------------ actions
-
-    def action_unify(self) -> None:
-        """Open the unify modal (refused in read-only mode)."""
-        if self.ctx.readonly:
-            notify_plain(self.app, "read-only: unify disabled", title="Read-only",
-                         severity="warning")
-            return
-        from genai_tui.ui.screens.unify import UnifyScreen
-
-        def done(_: object) -> None:
-            self.refresh_now()
-
-        self.app.push_screen(UnifyScreen(self.ctx, self.report, on_change=self.refresh_now),
-                             done)

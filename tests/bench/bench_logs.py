@@ -34,21 +34,19 @@ from textual.app import App, ComposeResult  # noqa: E402
 from genai_tui import simdocker  # noqa: E402
 from genai_tui.config import Config, LogConfig, ServiceConfig, TokensConfig  # noqa: E402
 from genai_tui.sources.logs import LogHub  # noqa: E402
-from genai_tui.ui.context import AppContext  # noqa: E402
 from genai_tui.ui.logs import LogPanel  # noqa: E402
 
 OWNER = "genai-tui-bench"
 
 
 class BenchApp(App):
-    def __init__(self, ctx: AppContext, hub: LogHub) -> None:
+    def __init__(self, config: Config, hub: LogHub) -> None:
         super().__init__()
-        self.ctx = ctx
+        self.config = config
         self.hub = hub
 
     def compose(self) -> ComposeResult:
-        yield LogPanel(self.ctx, id="logs", hub=self.hub, initial="flood",
-                       secrets_refresh=0)
+        yield LogPanel(self.config, id="logs", hub=self.hub, initial="flood")
 
     def on_mount(self) -> None:
         self.query_one("#log-view").focus()
@@ -73,7 +71,7 @@ async def run(rate: int, duration: float, buffer_lines: int) -> None:
     cfg = Config(services=(ServiceConfig("flood", "http://127.0.0.1:9", container=name),),
                  tokens=TokensConfig(), logs=LogConfig(buffer_lines=buffer_lines, tail=200))
     hub = LogHub(cfg, secrets=lambda: [])
-    app = BenchApp(AppContext(cfg), hub)
+    app = BenchApp(cfg, hub)
     key_ms: list[float] = []
     lag_ms: list[float] = []
     newest_ms: list[float] = []

@@ -176,7 +176,8 @@ def test_snapshot_containers_panel(snap_compare):
     app = GenaiTui(cfg, start_sources=False)
 
     async def feed(pilot) -> None:
-        app.containers.apply(DockerStatus(True), fixed_infos(datetime.now(UTC)))
+        # what the Docker monitor hands the engine; the panel renders what it publishes
+        app.stack.apply_containers(DockerStatus(True), fixed_infos(datetime.now(UTC)))
         await pilot.pause(0.4)  # the findings bar is derived 0.2 s after an update
 
     assert snap_compare(app, terminal_size=(120, 30), run_before=feed)

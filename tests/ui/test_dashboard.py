@@ -33,7 +33,6 @@ from genai_tui.sources.logs import LogLine
 from genai_tui.ui.app import GenaiTui
 from genai_tui.ui.findings import FindingsBar
 from genai_tui.ui.gpu import GpuPanel
-from genai_tui.ui.host import HostPanel
 from genai_tui.ui.logs import LogPanel
 from genai_tui.ui.probes import ProbesPanel
 from genai_tui.ui.screens.confirm import ConfirmScreen
@@ -119,14 +118,9 @@ def feed(app: GenaiTui, *, broken: bool = True) -> None:
     ], driver_version="581.29")
     host = HostInfo(cpu_pct=37.0, load=(1.2, 0.9, 0.8), cpu_count=16, memory_used_mb=40000,
                     memory_total_mb=64000, swap_used_mb=0, swap_total_mb=8192)
-    app.containers.apply(DockerStatus(True), infos)
-    app.query_one(ProbesPanel).apply(probes)
-    app.query_one(TokensPanel).apply(tokens)
-    app.query_one(GpuPanel).show(gpu)
-    app.query_one(HostPanel).show(host)
-    # what the panels' pollers publish after each round
+    deliver(app, "containers", infos)
     for part, value in (("probes", probes), ("tokens", tokens), ("gpu", gpu), ("host", host)):
-        app.ctx.publish(part, value)
+        deliver(app, part, value)
     base = 1_795_600_000_000_000_000
     lines = [
         ("comfyui-qwen", "Starting server"),
@@ -140,6 +134,22 @@ def feed(app: GenaiTui, *, broken: bool = True) -> None:
     app.query_one(LogPanel).show_lines(
         [LogLine(base + i * 1_000_000, svc, text) for i, (svc, text) in enumerate(lines)],
         "all services", merged=True)
+
+
+def deliver(app: GenaiTui, part: str, value) -> None:
+    """Hand one part of the picture to the app the way its sources do: through the engine
+    (`app.stack`), which tells the panels and re-derives the findings."""
+    if part == "containers":
+        app.stack.apply_containers(DockerStatus(True), value)
+    else:
+        app.stack.publish(part, value)
+
+
+def rows(app: GenaiTui, widget) -> list[str]:
+    """What the terminal shows in a widget's region, one string per row."""
+    strips = app.screen._compositor.render_strips()
+    r = widget.region
+    return [strips[y].crop(r.x, r.x + r.width).text for y in range(r.y, r.y + r.height)]
 
 
 def snapshot_app(**kw) -> GenaiTui:
@@ -172,16 +182,34 @@ async def test_findings_bar_names_causes_and_keys():
     app = snapshot_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        codes = {(f.code, f.service) for f in app.query_one(FindingsBar).findings}
+        bar = app.query_one(FindingsBar)
+        codes = {(f.code, f.service) for f in bar.findings}
         assert ("oom_killed", "stable-diffusion-35") in codes
-        assert ("token_rejected", "comfyui-qwen") in codes or \
-            ("token_stale", "comfyui-qwen") in codes
+        # one finding per cause: comfyui-qwen's PASSWORD holds another hash than the
+        # canonical token (fp_b vs fp_a) and nothing says the running server kept an older
+        # one (no logged hash, no PASSWORD rewritten after its start), so diagnose's
+        # `_stale()` is False: the token is refused -> `token_rejected` (fix: [u] unify),
+        # never also `token_stale` (which would ask for [r] restart)
+        assert ("token_rejected", "comfyui-qwen") in codes
+        assert not any(code == "token_stale" for code, _ in codes)
         assert ("healthcheck_hits_auth", "flux-1-dev") in codes
         assert ("token_drift", None) in codes
         assert ("gpu_memory_high", None) in codes
+        # what the bar shows: one line per finding, most severe first, each naming its fix
+        # key and its message (cut with … at the bar's width), then the ones left out
+        shown = [line.strip() for line in rows(app, bar)]
+        assert len(shown) == 5
+        for line, f in zip(shown, bar.findings[:4], strict=False):
+            icon = "✖" if f.severity.name == "CRITICAL" else "▲"
+            assert line.startswith(f"[{f.action}] {icon} "), line
+            message = line.removeprefix(f"[{f.action}] {icon} ")
+            assert f.message.startswith(message.removesuffix("…")), (line, f.message)
+        assert shown[0] == ("[u] ✖ comfyui-qwen: the token on disk is refused (401): the "
+                            "server's PASSWORD holds another hash")
+        assert shown[1].startswith("[r] ✖ stable-diffusion-35: killed by the kernel OOM "
+                                   "killer (exit 137, OOMKilled)")
+        assert shown[4].startswith("+3 more: ")
         text = screen_text(app)
-        assert "stable-diffusion-35: killed by the kernel OOM killer" in text
-        assert "[u]" in text and "[r]" in text
         # no secret on screen: the token line is redacted
         assert "a" * 20 not in text
 
@@ -191,12 +219,17 @@ async def test_healthy_stack_shows_calm_line():
     async with app.run_test(size=(120, 40)) as pilot:
         feed(app, broken=False)
         report = GpuReport(error="NVML unavailable: LibraryNotFound")
-        app.query_one(GpuPanel).show(report)
-        app.ctx.publish("gpu", report)
+        deliver(app, "gpu", report)
         await pilot.pause(0.4)
-        assert "all good" in screen_text(app)
-        assert "FindingsBar" in str(type(app.query_one(FindingsBar)))
-        assert app.query_one(FindingsBar).has_class("-calm")
+        bar = app.query_one(FindingsBar)
+        assert bar.has_class("-calm")
+        assert not [f for f in bar.findings if f.severity.name != "INFO"]
+        # what the bar shows: the calm line, no fix key, and the first note (if any)
+        line = rows(app, bar)[0].strip()
+        assert line.startswith("✔ all good — 4 services answering as expected"), line
+        assert "[" not in line
+        if bar.findings:
+            assert bar.findings[0].message[:40] in line
 
 
 async def test_compact_layout_and_view_keys():
@@ -418,10 +451,75 @@ def test_ssh_session_lowers_frame_rate_and_disables_animation():
         assert expected in proc.stdout
 
 
-def test_no_color_is_honoured(monkeypatch):
+#: the bad states on the reference stack's bad day, as the panels and the bar draw them
+BAD_STATES = ("exited", "unhealthy", "137 OOM", "✖", "refused", "rejected", "mismatch")
+
+
+async def _no_color_screen(monkeypatch) -> list[list]:
+    """The reference stack's bad day drawn with NO_COLOR set: the screen's segments, row by
+    row, after the app's line filters (what the terminal receives)."""
     monkeypatch.setenv("NO_COLOR", "1")
     app = snapshot_app()
-    assert app.no_color
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        return [list(strip) for strip in app.screen._compositor.render_strips()]
+
+
+def _is_grey(color) -> bool:
+    if color is None or color.is_default:
+        return True
+    rgb = color.get_truecolor()
+    return rgb.red == rgb.green == rgb.blue
+
+
+async def test_no_color_leaves_no_hue_and_bad_states_keep_bold(monkeypatch):
+    """What genai-tui guarantees under NO_COLOR: not one segment keeps a hue (every colour
+    is a grey), and every bad state (a stopped or unhealthy container, an OOM exit, the
+    findings bar's ✖, a refused probe or token, a token copy that disagrees) is still bold
+    or reversed, while the same good states in plain rows (`running`, `ok`) are not."""
+    screen = await _no_color_screen(monkeypatch)
+    hues = [(y, seg.text, str(seg.style.color), str(seg.style.bgcolor))
+            for y, row in enumerate(screen) for seg in row
+            if seg.style is not None
+            and not (_is_grey(seg.style.color) and _is_grey(seg.style.bgcolor))]
+    assert not hues, hues[:5]
+    found: dict[str, list[bool]] = {}
+    for row in screen:
+        for seg in row:
+            word = seg.text.strip()
+            if seg.style is not None and word in BAD_STATES + ("running", "ok"):
+                found.setdefault(word, []).append(bool(seg.style.bold or seg.style.reverse))
+    for word in BAD_STATES:
+        assert found.get(word) and all(found[word]), (word, found.get(word))
+    # the cursor row is bold whatever it shows: the other rows' good states are not
+    for word in ("running", "ok"):
+        assert not all(found[word]), (word, found[word])
+
+
+def _contrast(fg, bg) -> float:
+    def lum(color) -> float:
+        def channel(v: int) -> float:
+            c = v / 255
+            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+        rgb = color.get_truecolor()
+        return 0.2126 * channel(rgb.red) + 0.7152 * channel(rgb.green) + \
+            0.0722 * channel(rgb.blue)
+    hi, lo = sorted((lum(fg), lum(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "under NO_COLOR Textual's Monochrome filter turns the panels' `bold red` into dark grey "
+    "(#3b3b3b) on a dark panel background (#1c1c1c-#272727): bold, but barely readable; "
+    "the bad states need a style that survives monochrome (e.g. reverse) or a lighter red"))
+async def test_no_color_bad_states_stay_readable(monkeypatch):
+    screen = await _no_color_screen(monkeypatch)
+    low = [(seg.text.strip(), round(_contrast(seg.style.color, seg.style.bgcolor), 2))
+           for row in screen for seg in row
+           if seg.style is not None and seg.text.strip() in BAD_STATES
+           and seg.style.color is not None and seg.style.bgcolor is not None
+           and _contrast(seg.style.color, seg.style.bgcolor) < 3.0]
+    assert not low, low
 
 
 def test_ctrl_c_quits_the_real_app(tmp_path):

@@ -140,7 +140,7 @@ def feed_hostile(app: GenaiTui) -> None:
         DiskUsage("/out\u202e[bold]o", error="not mounted" + OSC)])
     app.query_one(HostPanel).show(host)
     for part, value in (("probes", probes), ("tokens", tokens), ("gpu", gpu), ("host", host)):
-        app.ctx.publish(part, value)
+        app.stack.publish(part, value)
     base = 1_795_600_000_000_000_000
     app.query_one(LogPanel).show_lines(
         [LogLine(base + i, n, f"line {i}" + OSC, None) for i, n in enumerate(names)],

@@ -3,7 +3,8 @@ redacted; filter, jumps, pause counting, toggles and save behave; a real contain
 
 Most tests feed raw bytes through a `FeedSource` (the real follower pipeline: line
 assembly, sanitising, redaction) so hostile input can be exact; one test follows a real
-simulator container."""
+simulator container. The panel is given the engine's log hub (`Stack(parts={"logs"})`),
+and the engine collects the log events (token lines, OOMs) from it."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ import pytest
 from textual.app import App, ComposeResult
 
 from genai_tui.config import Config, LogConfig, ServiceConfig, TokensConfig
+from genai_tui.engine.live import Stack
 from genai_tui.secret import fingerprint
 from genai_tui.sources.logs import LogHub, Target
 from genai_tui.sources.logtext import is_clean
-from genai_tui.ui.context import AppContext
+from genai_tui.ui.app import GenaiTui
 from genai_tui.ui.logs import LogPanel
 from tests.conftest import make_hash
 from tests.ui.helpers import screen_text, wait_until
@@ -89,30 +91,46 @@ def make_config(tmp_path: Path, *names: str, buffer_lines: int = 5000) -> Config
 
 
 class PanelApp(App):
-    def __init__(self, ctx: AppContext, hub: LogHub, initial: str | None) -> None:
+    """The log panel alone, on the engine's log hub; the engine runs as the dashboard runs
+    it (an App worker, closed at unmount) and collects the log events."""
+
+    def __init__(self, stack: Stack, initial: str | None) -> None:
         super().__init__()
-        self.ctx = ctx
-        self.hub = hub
+        self.stack = stack
         self.initial = initial
 
+    @property
+    def hub(self) -> LogHub:
+        return self.stack.logs
+
     def compose(self) -> ComposeResult:
-        yield LogPanel(self.ctx, id="logs", hub=self.hub, initial=self.initial)
+        yield LogPanel(self.stack.config, id="logs", hub=self.stack.logs,
+                       initial=self.initial)
 
     def on_mount(self) -> None:
         self.query_one("#log-view").focus()
+        self.run_worker(self.stack.run(), name="engine", exit_on_error=False)
+
+    async def on_unmount(self) -> None:
+        await self.stack.aclose()
 
 
-def feed_app(tmp_path: Path, *names: str, initial: str | None = None, secrets=(),
-             buffer_lines: int = 5000) -> tuple[PanelApp, dict[str, FeedSource]]:
-    cfg = make_config(tmp_path, *names, buffer_lines=buffer_lines)
+def feed_hub(cfg: Config, secrets=()) -> tuple[LogHub, dict[str, FeedSource]]:
+    """A log hub whose sources are `FeedSource`s (one per service, made on first use)."""
     sources: dict[str, FeedSource] = {}
 
     def factory(svc: ServiceConfig) -> FeedSource:
         sources[svc.name] = FeedSource(svc.name)
         return sources[svc.name]
 
-    hub = LogHub(cfg, source_factory=factory, secrets=lambda: list(secrets))
-    app = PanelApp(AppContext(cfg), hub, initial or names[0])
+    return LogHub(cfg, source_factory=factory, secrets=lambda: list(secrets)), sources
+
+
+def feed_app(tmp_path: Path, *names: str, initial: str | None = None, secrets=(),
+             buffer_lines: int = 5000) -> tuple[PanelApp, dict[str, FeedSource]]:
+    cfg = make_config(tmp_path, *names, buffer_lines=buffer_lines)
+    hub, sources = feed_hub(cfg, secrets)
+    app = PanelApp(Stack(cfg, parts={"logs"}, hub=hub), initial or names[0])
     return app, sources
 
 
@@ -364,20 +382,28 @@ async def test_save_writes_the_filtered_view_privately(tmp_path):
 
 
 async def test_log_events_are_published(tmp_path):
-    app, sources = feed_app(tmp_path, "qwen")
+    """The dashboard with only the engine's log streams live: the lines reach its log
+    panel, and the engine publishes the events found in them (for the findings)."""
+    cfg = make_config(tmp_path, "qwen")
+    hub, sources = feed_hub(cfg)
+    stack = Stack(cfg, parts={"logs"}, hub=hub)
     published: list = []
-    app.ctx.on_publish = lambda part, value: published.append((part, value))
-    async with app.run_test(size=(100, 20)) as pilot:
+    stack.subscribe(lambda change: published.append(
+        (change.part, len(stack.snapshot.log_events))))
+    app = GenaiTui(cfg, stack=stack)
+    async with app.run_test(size=(120, 40)) as pilot:
         panel = app.query_one(LogPanel)
+        assert panel.hub is stack.logs  # the dashboard's panel reads the engine's hub
+        await wait_until(pilot, lambda: "qwen" in sources)
         sources["qwen"].lines([f"For direct API calls, use token={HASH}",
                                "Got an OOM, unloading all loaded models.",
                                "Prompt executed in 2.00 seconds"])
-        await wait_until(pilot, lambda: len(app.ctx.snapshot.log_events) == 3)
-        assert len(panel.events) == 3
-        kinds = [e.kind for e in app.ctx.snapshot.log_events]
+        await wait_until(pilot, lambda: len(app.stack.snapshot.log_events) == 3)
+        await wait_until(pilot, lambda: panel.view.line_count == 3)
+        kinds = [e.kind for e in app.stack.snapshot.log_events]
         assert kinds == ["token", "oom", "job_done"]
-        assert app.ctx.snapshot.log_events[0].fingerprint == fingerprint(HASH)
-        assert published and published[-1][0] == "log_events"
+        assert app.stack.snapshot.log_events[0].fingerprint == fingerprint(HASH)
+        assert published and published[-1] == ("log_events", 3)
 
 
 def test_snapshot_log_panel(snap_compare, tmp_path):
@@ -419,8 +445,8 @@ async def test_panel_follows_a_real_container(sim_container, login_dir, tmp_path
     cfg = Config(services=(ServiceConfig("qwen", "http://127.0.0.1:1", container=c.name),),
                  tokens=TokensConfig(), base_dir=tmp_path,
                  logs=LogConfig(flush_interval=0.05))
-    ctx = AppContext(cfg)
-    app = PanelApp(ctx, LogHub(cfg, secrets=lambda: []), initial=None)
+    stack = Stack(cfg, parts={"logs"}, hub=LogHub(cfg, secrets=lambda: []))
+    app = PanelApp(stack, initial=None)
     async with app.run_test(size=(120, 30)) as pilot:
         panel = app.query_one(LogPanel)
         panel.follow_service("qwen")
@@ -429,8 +455,9 @@ async def test_panel_follows_a_real_container(sim_container, login_dir, tmp_path
         text = screen_text(app)
         assert "To see the GUI go to" in text
         assert h[7:20] not in text
-        assert any(e.kind == "token" and e.fingerprint == fingerprint(h)
-                   for e in ctx.snapshot.log_events)
+        await wait_until(pilot, lambda: any(
+            e.kind == "token" and e.fingerprint == fingerprint(h)
+            for e in stack.snapshot.log_events))
         started = time.monotonic()
         await asyncio.to_thread(c.restart, timeout=1)
         await wait_until(pilot, lambda: sum("For direct API calls" in ln.text
@@ -457,11 +484,10 @@ async def test_not_live_panel_starts_nothing_and_show_lines_is_still_clean(tmp_p
     from genai_tui.sources.logs import LogLine
 
     cfg = make_config(tmp_path, "qwen", "evil\x1b]0;x\x07name")
-    ctx = AppContext(cfg, live=False)
 
     class Plain(App):
         def compose(self) -> ComposeResult:
-            yield LogPanel(ctx, id="logs")
+            yield LogPanel(cfg, id="logs")  # no hub: not live
 
     app = Plain()
     async with app.run_test(size=(100, 20)) as pilot:
@@ -514,9 +540,9 @@ format = "hash_file"
     from genai_tui import config as configmod
 
     cfg = configmod.load_file(toml, env={})
-    ctx = AppContext(cfg)
-    assert ctx.live
-    app = PanelApp(ctx, None, initial="orch")  # no hub given: the panel makes its own
+    stack = Stack(cfg, parts={"logs"})  # no hub given: the engine makes its own, real one
+    assert stack.live
+    app = PanelApp(stack, initial="orch")
     script = ("import os\nfor i in range(40):\n"
               "    os.write(1, f'new {i}\\n'.encode())\n"
               f"os.write(1, b'\\x1b[31mFor direct API calls, use token={h}\\x1b[0m\\n')\n")
@@ -537,8 +563,9 @@ format = "hash_file"
         assert "new 39" in rows and "[redacted fp:" in rows
         assert_terminal_safe(rows)
         assert h[7:20] not in screen_text(app)
-        await wait_until(pilot, lambda: any(e.kind == "token" for e in ctx.snapshot.log_events))
-        assert ctx.snapshot.log_events[-1].fingerprint == fingerprint(h)
+        await wait_until(pilot, lambda: any(e.kind == "token"
+                                            for e in stack.snapshot.log_events))
+        assert stack.snapshot.log_events[-1].fingerprint == fingerprint(h)
         await pilot.press("t")
         assert "times UTC, log files: time read" in panel.status_text
         panel.follow_all()  # the merged view has it too (the only service of the stack)
@@ -546,5 +573,6 @@ format = "hash_file"
         assert panel.view.line_count == 46
         assert any("orch │ For direct API calls, use token=[redacted" in r
                    for r in widget_rows(panel))
+        assert panel.hub is stack.logs
         followers = list(panel.hub.followers.values())
     assert followers and all(not f.alive for f in followers)

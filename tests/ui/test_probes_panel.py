@@ -1,4 +1,5 @@
-"""The probes panel in a real Textual app (Pilot) against local simulator processes."""
+"""The probes panel in the real dashboard (Pilot), the engine (`Stack`) probing local
+simulator processes."""
 
 from __future__ import annotations
 
@@ -12,31 +13,29 @@ from pathlib import Path
 
 import pytest
 from rich.text import Text
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.widgets import DataTable
 
 from genai_tui.config import Config, ProbeConfig, ServiceConfig, TokenLocation, TokensConfig
-from genai_tui.ui.context import AppContext
+from genai_tui.engine.live import Stack
+from genai_tui.ui.app import GenaiTui
 from genai_tui.ui.probes import ProbesPanel, sparkline
 from tests.conftest import free_port, make_hash
 from tests.ui.helpers import wait_until as until
 from tests.unit.test_probes import LocalSim, start_local_sim
 
 
-class ProbeApp(App):
-    BINDINGS = [("p", "probe_now", "Probe now")]
+def probe_app(config: Config) -> tuple[GenaiTui, list[str]]:
+    """The dashboard with only the engine's probe rounds live, and the parts it published
+    (in order)."""
+    stack = Stack(config, parts={"probes"})
+    seen: list[str] = []
+    stack.subscribe(lambda change: seen.append(change.part))
+    return GenaiTui(config, stack=stack), seen
 
-    def __init__(self, ctx: AppContext) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.published: list[list] = []
-        ctx.on_publish = lambda part, value: self.published.append(value)
 
-    def compose(self) -> ComposeResult:
-        yield ProbesPanel(self.ctx, id="probes")
-
-    def action_probe_now(self) -> None:
-        self.query_one(ProbesPanel).action_probe_now()
+#: wide and tall enough for the full layout (the compact one hides the probes panel)
+SIZE = (150, 40)
 
 
 @pytest.fixture
@@ -100,9 +99,8 @@ async def test_panel_shows_outcomes_verdicts_and_never_the_token(tmp_path, sims,
     )
     config = Config(services=services, tokens=token_config(tmp_path, h),
                     probes=ProbeConfig(interval=60, connect_timeout=0.5, read_timeout=1.0))
-    ctx = AppContext(config)
-    app = ProbeApp(ctx)
-    async with app.run_test(size=(150, 14)) as pilot:
+    app, seen = probe_app(config)
+    async with app.run_test(size=SIZE) as pilot:
         panel = app.query_one(ProbesPanel)
         table = panel.query_one(DataTable)
         assert table.row_count == 5  # rows exist before the first answer
@@ -134,17 +132,18 @@ async def test_panel_shows_outcomes_verdicts_and_never_the_token(tmp_path, sims,
         assert len(cell(table, "comfyui-qwen", "trend").plain) == 2
         assert cell(table, "gone", "trend").plain == "××"
 
-        assert len(app.published) == 2
-        assert [r.service for r in ctx.snapshot.probes] == [s.name for s in services]
+        assert seen.count("probes") == 2  # one publication per round
+        assert app.stack.rounds("probes") == 2
+        assert [r.service for r in app.stack.snapshot.probes] == [s.name for s in services]
 
         shown = screen_text(app)
         assert "enforced" in shown and "rejected" in shown and "disabled" in shown
         cells = " ".join(cell(table, s.name, c).plain for s in services
                          for c in ("service", "url", "outcome", "auth", "status", "latency",
                                    "trend", "info"))
-        dump = json.dumps(ctx.snapshot.to_json())
+        dump = json.dumps(app.stack.snapshot.to_json())
         assert_no_secret(h, shown, cells, dump, caplog.text, str(panel.border_subtitle),
-                         repr(ctx.snapshot.probes))
+                         repr(app.stack.snapshot.probes))
 
 
 async def test_rounds_never_overlap_and_p_during_a_round_queues_one_more():
@@ -172,9 +171,9 @@ async def test_rounds_never_overlap_and_p_during_a_round_queues_one_more():
     port = server.sockets[0].getsockname()[1]
     config = Config(services=(ServiceConfig("slow", f"http://127.0.0.1:{port}", "http"),),
                     probes=ProbeConfig(interval=60, connect_timeout=1.0, read_timeout=3.0))
-    app = ProbeApp(AppContext(config))
+    app, _seen = probe_app(config)
     try:
-        async with app.run_test(size=(120, 8)) as pilot:
+        async with app.run_test(size=SIZE) as pilot:
             panel = app.query_one(ProbesPanel)
             await until(pilot, lambda: connections == 1)
             for _ in range(3):
@@ -183,6 +182,7 @@ async def test_rounds_never_overlap_and_p_during_a_round_queues_one_more():
             await until(pilot, lambda: panel.rounds >= 2)
             await pilot.pause(0.6)
             assert panel.rounds == 2 and connections == 2
+            assert app.stack.rounds("probes") == 2
             assert peak == 1
             assert "every 60s" in str(panel.border_subtitle)
     finally:
@@ -192,16 +192,17 @@ async def test_rounds_never_overlap_and_p_during_a_round_queues_one_more():
 async def test_interval_chains_rounds():
     config = Config(services=(ServiceConfig("x", f"http://127.0.0.1:{free_port()}", "http"),),
                     probes=ProbeConfig(interval=0.2, connect_timeout=0.5, read_timeout=0.5))
-    app = ProbeApp(AppContext(config))
-    async with app.run_test(size=(120, 8)) as pilot:
+    app, _seen = probe_app(config)
+    async with app.run_test(size=SIZE) as pilot:
         panel = app.query_one(ProbesPanel)
         await until(pilot, lambda: panel.rounds >= 3)
+        assert app.stack.rounds("probes") >= 3
         table = panel.query_one(DataTable)
         assert cell(table, "x", "outcome").plain == "refused"
-        prober = panel._prober
+        prober = app.stack.prober
         assert prober is not None and not prober.closed
-    # unmount closed the client: nothing left running
-    assert prober.closed
+    # unmount closed the engine's client: nothing left running
+    assert prober.closed and app.stack.prober is None
 
 
 def test_sparkline_scales_and_marks_failures():

@@ -1,31 +1,29 @@
-"""The tokens panel and the unify modal through Textual's Pilot, on real token files."""
+"""The tokens panel and the unify modal through Textual's Pilot, in the real dashboard
+driven by the engine's token reads (`Stack(parts={"tokens"})`), on real token files."""
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
-
 from genai_tui.config import Config, ServiceConfig
+from genai_tui.engine.live import Stack
 from genai_tui.secret import fingerprint
 from genai_tui.sources import tokens as tk
-from genai_tui.ui.context import AppContext
+from genai_tui.ui.app import GenaiTui
 from genai_tui.ui.screens.unify import UnifyScreen
 from genai_tui.ui.tokens import TokensPanel
 from tests.tokens_helpers import leaks, make_stack, new_pair
 from tests.ui.helpers import screen_text, wait_until
 
 
-class TokensApp(App[None]):
-    BINDINGS = [("u", "unify", "Unify")]
+def tokens_app(config: Config, readonly: bool = False) -> GenaiTui:
+    """The dashboard with only the engine's token reads live (`u` is `action_unify`)."""
+    return GenaiTui(config, readonly=readonly, stack=Stack(config, parts={"tokens"}))
 
-    def __init__(self, config: Config, readonly: bool = False) -> None:
-        super().__init__()
-        self.ctx = AppContext(config=config, readonly=readonly)
 
-    def compose(self) -> ComposeResult:
-        yield TokensPanel(self.ctx, id="tokens")
+#: the name tests/unit/test_tokens_secrets.py imports (it drives the same app)
+TokensApp = tokens_app
 
-    def action_unify(self) -> None:
-        self.query_one(TokensPanel).action_unify()
+#: the full layout: the tokens panel in the side column
+SIZE = (120, 40)
 
 
 def config_for(st, restart: tuple[str, ...] = ()) -> Config:
@@ -45,8 +43,8 @@ async def test_panel_shows_states_and_consistency(tmp_path):
     st = make_stack(tmp_path)
     _, other = new_pair()
     st.path("password").write_text(f"{other}\r\nadmin")
-    app = TokensApp(config_for(st))
-    async with app.run_test(size=(70, 16)) as pilot:
+    app = tokens_app(config_for(st))
+    async with app.run_test(size=SIZE) as pilot:
         panel = app.query_one(TokensPanel)
         await wait_until(pilot, lambda: panel.report is not None)
         assert cell(app, "secrets", "state") == "ok"
@@ -55,31 +53,41 @@ async def test_panel_shows_states_and_consistency(tmp_path):
         assert cell(app, "password", "problems") == "CRLF"
         text = screen_text(app)
         assert "NOT consistent" in text and "secrets*" in text
-        assert app.ctx.snapshot.tokens is panel.report  # published for the app
+        assert app.stack.snapshot.tokens is panel.report  # published by the engine
         assert not leaks(text, [st.hash, st.raw, other])
-        # the panel polls: a fix on disk shows up without a key press
+        # the engine polls the files: a fix on disk shows up without a key press (asked
+        # for now rather than at the next 5 s round)
+        rounds = app.stack.rounds("tokens")
         st.path("password").write_text(f"{st.hash}\nadmin")
-        panel.refresh_now()
+        app.stack.refresh("tokens")
+        await wait_until(pilot, lambda: app.stack.rounds("tokens") > rounds)
         await wait_until(pilot, lambda: cell(app, "password", "state") == "ok")
         await wait_until(pilot, lambda: "✓ consistent" in screen_text(app))
 
 
 async def test_u_in_readonly_only_notifies(tmp_path):
     st = make_stack(tmp_path)
-    app = TokensApp(config_for(st), readonly=True)
-    async with app.run_test(size=(70, 16)) as pilot:
+    app = tokens_app(config_for(st), readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(TokensPanel)
+        await wait_until(pilot, lambda: panel.report is not None)
+        assert panel.border_subtitle == "read-only"
         await pilot.press("u")
         await pilot.pause(0.2)
         assert not isinstance(app.screen, UnifyScreen)
-        assert any("read-only: unify disabled" in n.message for n in app._notifications)
+        app.action_unify()  # the action itself refuses too, not only the key
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, UnifyScreen)
+        shown = [n.message for n in app._notifications]
+        assert shown.count("read-only mode: unify is disabled") == 2
 
 
 async def test_unify_modal_flow(tmp_path):
     st = make_stack(tmp_path)
     _, other = new_pair()
     st.path("password").write_text(f"{other}\nadmin")
-    app = TokensApp(config_for(st, restart=("qwen",)))
-    async with app.run_test(size=(100, 32)) as pilot:
+    app = tokens_app(config_for(st, restart=("qwen",)))
+    async with app.run_test(size=SIZE) as pilot:
         panel = app.query_one(TokensPanel)
         await wait_until(pilot, lambda: panel.report is not None)
         await pilot.press("u")
@@ -98,7 +106,11 @@ async def test_unify_modal_flow(tmp_path):
         await pilot.press("a")
         await wait_until(pilot, lambda: screen.step == "offer_restart")
         assert st.path("password").read_text() == f"{st.hash}\nadmin"
-        assert "restart qwen now?" in screen_text(app)
+        # the restart is offered to qwen, saying why it needs one (its PASSWORD changed and
+        # the server, down here, could not be asked which hash it uses)
+        text = screen_text(app)
+        assert "Restart now?" in text
+        assert "qwen: PASSWORD changed; the server could not be asked" in text
         await pilot.press("n")
         await wait_until(pilot, lambda: screen.step == "done")
         assert "docker restart gtt-none" in screen_text(app)
@@ -113,8 +125,8 @@ async def test_modal_choose_other_source_and_back(tmp_path):
     st = make_stack(tmp_path)
     _, other = new_pair()
     st.path("password").write_text(f"{other}\nadmin")
-    app = TokensApp(config_for(st))
-    async with app.run_test(size=(100, 32)) as pilot:
+    app = tokens_app(config_for(st))
+    async with app.run_test(size=SIZE) as pilot:
         await pilot.press("u")
         await wait_until(pilot, lambda: isinstance(app.screen, UnifyScreen)
                          and app.screen.step == "choose")

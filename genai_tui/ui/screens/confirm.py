@@ -10,17 +10,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from genai_tui.safety import one_line
+from genai_tui.ui import stylesheets
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    DEFAULT_CSS = """
-    ConfirmScreen { align: center middle; }
-    ConfirmScreen > Vertical { width: auto; min-width: 40; max-width: 90; height: auto;
-        border: thick $warning; background: $surface; padding: 1 2; }
-    ConfirmScreen #question { width: auto; margin-bottom: 1; }
-    ConfirmScreen Horizontal { width: auto; height: auto; }
-    ConfirmScreen Button { margin: 0 1; }
-    """
+    DEFAULT_CSS = stylesheets.read("screens.tcss")
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", show=False),
         Binding("n,escape", "answer(False)", "No", show=False),

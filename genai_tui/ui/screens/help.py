@@ -11,14 +11,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from genai_tui.safety import one_line
+from genai_tui.ui import stylesheets
 
 
 class HelpScreen(ModalScreen[None]):
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; background: $background; }
-    HelpScreen > VerticalScroll { width: 80; max-width: 100%; height: auto; max-height: 90%;
-        border: thick $primary; background: $surface; padding: 0 1; }
-    """
+    DEFAULT_CSS = stylesheets.read("screens.tcss")
     BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close", show=False)]
 
     def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]], *,

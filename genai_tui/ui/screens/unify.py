@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable
 
 from rich.text import Text
 from textual import work
@@ -21,11 +20,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
+from genai_tui.config import Config
+from genai_tui.engine import actions
+from genai_tui.engine.live import Stack
 from genai_tui.model import ProbeResult, TokensReport
+from genai_tui.safety import shown as safe
 from genai_tui.sources import tokens as tk
-from genai_tui.ui.context import AppContext
+from genai_tui.ui import stylesheets
 from genai_tui.ui.render import notify_plain
-from genai_tui.ui.tokens import safe
 
 ROTATE = "__rotate__"
 #: every step button, in screen order; each step shows some of them
@@ -100,16 +102,7 @@ def probe_text(r: ProbeResult) -> Text:
 class UnifyScreen(ModalScreen[bool]):
     """choose → plan → apply → (restart → probe) → done; `step` names where it is."""
 
-    DEFAULT_CSS = """
-    UnifyScreen { align: center middle; }
-    UnifyScreen > Vertical { width: 90%; max-width: 110; height: auto; max-height: 90%;
-        border: thick $warning; background: $surface; padding: 0 1; }
-    UnifyScreen #unify-title { height: auto; margin-bottom: 1; }
-    UnifyScreen OptionList { height: auto; max-height: 10; }
-    UnifyScreen #unify-body { height: auto; max-height: 16; overflow-y: auto; }
-    UnifyScreen #unify-buttons { height: auto; margin-top: 1; }
-    UnifyScreen Button { margin: 0 1; }
-    """
+    DEFAULT_CSS = stylesheets.read("screens.tcss")
     BINDINGS = [
         Binding("escape", "cancel", "Close", show=False),
         Binding("a", "press('apply')", "Apply", show=False),
@@ -119,18 +112,17 @@ class UnifyScreen(ModalScreen[bool]):
         Binding("c", "press('close')", "Close", show=False),
     ]
 
-    def __init__(self, ctx: AppContext, report: TokensReport | None = None, *,
-                 on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, stack: Stack, *, readonly: bool = False) -> None:
         super().__init__()
-        self.ctx = ctx
-        self.on_change = on_change
-        self.report = report
+        self.stack = stack
+        self.config = stack.config
+        self.readonly = readonly
+        self.report: TokensReport | None = stack.snapshot.tokens
         self.step = "loading"
         self.plan: tk.UnifyPlan | None = None
         self.result: tk.UnifyResult | None = None
+        self.outcome: actions.UnifyOutcome | None = None
         self.error: str | None = None
-        self.restarts: list[tuple[str, bool, str]] = []
-        self.probes: list[ProbeResult] = []
         self._stop = threading.Event()
         self._busy = False
 
@@ -170,21 +162,18 @@ class UnifyScreen(ModalScreen[bool]):
 
     @work(exclusive=True, group="unify", exit_on_error=False)
     async def _load(self) -> None:
-        self._busy = True
-        self._body(Text("Reading the token locations…", style="dim"))
-        try:
-            report = await asyncio.to_thread(tk.read_report, self.ctx.config.tokens)
-            snap = self.ctx.snapshot
-            report.servers = tk.server_status(report, list(snap.probes), list(snap.log_events))
-        finally:
-            self._busy = False
-        self.report = report
+        if self.report is None:  # the engine has not read them yet: read them now
+            self._busy = True
+            self._body(Text("Reading the token locations…", style="dim"))
+            try:
+                self.report = await asyncio.to_thread(actions.token_report, self.stack)
+            finally:
+                self._busy = False
         self._choose()
 
     def _choose(self) -> None:
         self.step = "choose"
-        options = source_options(self.report or TokensReport(),
-                                 self.ctx.config.tokens.canonical)
+        options = source_options(self.report or TokensReport(), self.config.tokens.canonical)
         ol = self.query_one(OptionList)
         ol.clear_options()
         ol.add_options([Option(label, id=name) for name, label in options])
@@ -210,10 +199,9 @@ class UnifyScreen(ModalScreen[bool]):
                         style="dim"))
         self._buttons()
         try:
-            plan = await asyncio.to_thread(tk.plan_unify, self.ctx.config.tokens, source,
-                                           rotate=rotate)
+            plan = await asyncio.to_thread(actions.plan, self.config, source, rotate=rotate)
             if plan.empty:  # nothing to write; the audit still records the unify
-                await asyncio.to_thread(tk.apply_plan, self.ctx.config.tokens, plan)
+                self.outcome = await asyncio.to_thread(actions.apply_unify, self.config, plan)
         except tk.UnifyError as exc:
             self._fail(str(exc), back=True)
             return
@@ -241,8 +229,8 @@ class UnifyScreen(ModalScreen[bool]):
         self._buttons()
         self._body(Text("Applying…", style="dim"))
         try:
-            self.result = await asyncio.to_thread(tk.apply_plan, self.ctx.config.tokens, plan,
-                                                  base_dir=self.ctx.config.base_dir)
+            self.outcome = await asyncio.to_thread(actions.apply_unify, self.config, plan)
+            self.result = self.outcome.result
         except tk.UnifyError as exc:
             self._fail(str(exc))
             return
@@ -251,29 +239,35 @@ class UnifyScreen(ModalScreen[bool]):
             return
         finally:
             self._busy = False
+        assert self.result is not None
         notify_plain(self.app, safe(self.result.message, 120), title="Unify")
-        if self.on_change is not None:
-            self.on_change()
+        # the panels' verdict is recomputed at once, not at the next poll
+        self.stack.refresh("tokens")
+        self.stack.probe_now()
         self._after_apply()
 
     def _after_apply(self, nothing: bool = False) -> None:
+        """Offer a restart only to the servers that do not use the hash now on disk."""
         plan = self.plan
-        names = list(self.ctx.config.tokens.restart_after_unify)
         text = plan_text(plan) if plan is not None and nothing else Text()
         if not nothing and self.result is not None:
             text.append(f"Done: {safe(self.result.message, 120)}\n", style="bold green")
             for b in self.result.backups:
-                text.append(f"  backup: {safe(tk.display_path(b, self.ctx.config.base_dir))}\n",
+                text.append(f"  backup: {safe(tk.display_path(b, self.config.base_dir))}\n",
                             style="dim")
-        changed = bool(plan and plan.value_changes) and not nothing
-        stale = [s.service for s in (self.report.servers if self.report else [])
-                 if s.uses_disk_hash is False and s.service in names]
-        if names and (changed or stale):
+            for w in self.result.warnings:
+                text.append(f"  warning: {safe(w, 200)}\n", style="yellow")
+        outcome = self.outcome
+        if outcome is not None and outcome.compose_env_changed:
+            text.append("A compose env file changed: `docker compose up -d` applies it to "
+                        "the services that read it.\n", style="dim")
+        needs = outcome.needs if outcome is not None else []
+        if needs:
             self.step = "offer_restart"
-            text.append("\nComfyUI-Login reads PASSWORD only at start-up: restart "
-                        f"{', '.join(safe(n, 30) for n in names)} now?\n", style="bold")
-            text.append("(.env changes need `docker compose up -d` to reach a container)",
-                        style="dim")
+            text.append("\nComfyUI-Login reads PASSWORD only at start-up. Restart now?\n",
+                        style="bold")
+            for n in needs:
+                text.append(f"  {safe(n.service, 30)}: {safe(n.why, 120)}\n")
             self._body(text)
             self._buttons(("restart", "Restart (r)", "warning"), ("skip", "Not now (n)",
                                                                   "default"))
@@ -284,29 +278,38 @@ class UnifyScreen(ModalScreen[bool]):
 
     @work(exclusive=True, group="unify", exit_on_error=False)
     async def _restart(self) -> None:
-        names = list(self.ctx.config.tokens.restart_after_unify)
+        outcome = self.outcome
+        if outcome is None:
+            return
+        names = [n.service for n in outcome.needs]
         self.step = "restarting"
         self._busy = True
         self._buttons()
         self._body(Text(f"Restarting {', '.join(safe(n, 30) for n in names)}…", style="dim"))
+        for n in names:  # shown in the containers table like a restart started with `r`
+            self.stack.set_action(n, "restarting")
         try:
-            self.restarts = await asyncio.to_thread(tk.restart_services, self.ctx.config, names)
-            ok = [n for n, good, _ in self.restarts if good]
-            self._body(Text("Restarted; probing with the hash on disk…", style="dim"))
-            self.probes = (await asyncio.to_thread(tk.probe_after_restart, self.ctx.config, ok,
-                                                   stop=self._stop)) if ok else []
+            await asyncio.to_thread(actions.restart_and_verify, self.config, outcome,
+                                    stop=self._stop)
         except Exception as exc:
+            for n in names:
+                self.stack.set_action(n, None)
             self._fail(f"restart failed: {type(exc).__name__}")
             return
         finally:
             self._busy = False
         text = Text()
-        for n, good, detail in self.restarts:
-            text.append(f"{safe(n, 30)}: {'restarted' if good else 'NOT restarted'} — "
-                        f"{safe(detail, 120)}\n", style="green" if good else "bold red")
-        for r in self.probes:
+        for r in outcome.restarts:
+            self.stack.set_action(r.service, None if r.ok else f"restart failed: {r.detail}")
+            if r.ok:
+                text.append(f"{safe(r.service, 30)}: restarted\n", style="green")
+            else:
+                text.append(f"{safe(r.service, 30)}: NOT restarted — {safe(r.detail, 120)}\n",
+                            style="bold red")
+        for r in outcome.probes:
             text.append_text(probe_text(r))
             text.append("\n")
+        self.stack.refresh()
         self.step = "restarted"
         self._body(text)
         self._buttons(("close", "Close (c)", "primary"))
@@ -337,8 +340,8 @@ class UnifyScreen(ModalScreen[bool]):
             self._restart()
         elif what == "skip":
             self.step = "done"
-            names = " ".join(_container(self.ctx, n)
-                             for n in self.ctx.config.tokens.restart_after_unify)
+            needs = self.outcome.needs if self.outcome is not None else []
+            names = " ".join(_container(self.config, n.service) for n in needs)
             self._body(Text(f"Not restarted. Restart later: docker restart {safe(names)}",
                             style="yellow"))
             self._buttons(("close", "Close (c)", "primary"))
@@ -351,6 +354,6 @@ class UnifyScreen(ModalScreen[bool]):
         self.dismiss(self.result is not None)
 
 
-def _container(ctx: AppContext, name: str) -> str:
-    svc = ctx.config.service(name)
+def _container(config: Config, name: str) -> str:
+    svc = config.service(name)
     return svc.container_name if svc else name
