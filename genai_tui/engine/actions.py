@@ -19,6 +19,7 @@ from genai_tui.sources import tokens as tk
 
 if TYPE_CHECKING:
     from genai_tui.engine.live import Stack
+    from genai_tui.sources.process import ProcessSource
 
 
 @dataclass
@@ -57,11 +58,25 @@ class UnifyOutcome:
             p.auth == "enforced" for p in self.probes)
 
 
-def restart(config: Config, names: Sequence[str]) -> list[RestartOutcome]:
-    """Restart these services (containers by full ID from the engine's own listing,
-    never a guess; process services name their restart command). Never raises."""
-    return [RestartOutcome(n, ok, detail) for n, ok, detail in tk.restart_services(config,
-                                                                                  names)]
+def restart(config: Config, names: Sequence[str], *,
+            processes: ProcessSource | None = None) -> list[RestartOutcome]:
+    """Restart these services: containers by full ID from the engine's own listing (never
+    a guess), process services by their `restart_command`. Never raises."""
+    by_name = {n: config.service(n) for n in names}
+    procs = {n for n, svc in by_name.items() if svc is not None and svc.runtime == "process"}
+    docker = [n for n in names if n not in procs]
+    out = {n: RestartOutcome(n, ok, detail)
+           for n, ok, detail in (tk.restart_services(config, docker) if docker else [])}
+    if procs:
+        from genai_tui.sources.process import ProcessSource
+
+        source = processes or ProcessSource(config)
+        for n in procs:
+            svc = by_name[n]
+            assert svc is not None
+            ok, detail = source.restart(svc)
+            out[n] = RestartOutcome(n, ok, detail)
+    return [out[n] for n in names]
 
 
 def needs_restart(config: Config, plan: tk.UnifyPlan | None = None,

@@ -510,25 +510,11 @@ class Stack:
         for name in names:
             self.set_action(name, "restarting")
 
-        def outcomes() -> Iterable[Any]:
-            from genai_tui.engine import actions
-            from genai_tui.sources.process import ProcessSource
-
-            # a process service restarts by its restart_command (as the dashboard always
-            # did); `actions.restart` restarts containers only
-            procs = [svc for n in names if (svc := self.config.service(n)) is not None
-                     and svc.runtime == "process"]
-            others = [n for n in names if n not in {svc.name for svc in procs}]
-            if others:
-                yield from actions.restart(self.config, others)
-            for svc in procs:
-                source = self.processes.source if self.processes is not None \
-                    else ProcessSource(self.config)
-                ok, detail = source.restart(svc)
-                yield actions.RestartOutcome(svc.name, ok, detail)
-
         def work() -> None:
-            for outcome in outcomes():
+            from genai_tui.engine import actions
+
+            processes = self.processes.source if self.processes is not None else None
+            for outcome in actions.restart(self.config, names, processes=processes):
                 self.set_action(outcome.service, None if outcome.ok
                                 else f"restart failed: {outcome.detail}")
                 svc = self.config.service(outcome.service)
