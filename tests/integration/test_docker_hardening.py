@@ -11,10 +11,10 @@ import pytest
 from genai_tui import simdocker
 from genai_tui.config import Config, ServiceConfig
 from genai_tui.sources import tokens
-from genai_tui.sources.docker import ContainerMonitor, DockerSource
+from genai_tui.sources.docker import DockerSource
 from genai_tui.sources.logs import DockerLogSource
 from tests.conftest import wait_for
-from tests.integration.test_docker_source import Recorder, make_config
+from tests.integration.test_docker_source import make_config
 
 SLOW_RESYNC = 600.0  # far beyond any wait below: only the events stream can explain a change
 
@@ -41,22 +41,6 @@ def unique_id_prefix(docker_client: Any, container_id: str) -> str:
         if prefix not in names and not any(o.startswith(prefix) for o in others):
             return prefix
     pytest.skip("no unambiguous ID prefix on this engine")
-
-
-@pytest.fixture
-def monitor_for():
-    made: list[ContainerMonitor] = []
-
-    def make(cfg: Config) -> tuple[ContainerMonitor, Recorder]:
-        rec = Recorder()
-        m = ContainerMonitor(cfg, rec)
-        m.start()
-        made.append(m)
-        return m, rec
-
-    yield make
-    for m in made:
-        m.close()
 
 
 # -- item 4: the wrong container is restarted

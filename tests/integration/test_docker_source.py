@@ -7,8 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from genai_tui import config as configmod
 from genai_tui.config import Config, DockerConfig, ServiceConfig
 from genai_tui.model import ContainerInfo, DockerStatus
@@ -45,22 +43,6 @@ class Recorder:
     def wait_state(self, service: str, pred, timeout: float = 20.0) -> ContainerInfo:
         return wait_for(lambda: (i := self.latest(service)) is not None and pred(i) and i,
                         timeout)
-
-
-@pytest.fixture
-def monitor_for():
-    made: list[ContainerMonitor] = []
-
-    def make(cfg: Config) -> tuple[ContainerMonitor, Recorder]:
-        rec = Recorder()
-        m = ContainerMonitor(cfg, rec)
-        m.start()
-        made.append(m)
-        return m, rec
-
-    yield make
-    for m in made:
-        m.close()
 
 
 def test_lifecycle_start_stop_kill_restart_remove(sim_container, docker_client, monitor_for):
