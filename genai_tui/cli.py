@@ -7,12 +7,32 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from genai_tui import __version__
 from genai_tui import config as configmod
 from genai_tui.model import Severity, Snapshot
 
+if TYPE_CHECKING:
+    from genai_tui.demo import DockerDemo, LocalDemo
+
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
+
+
+def global_options(*, subcommand: bool) -> argparse.ArgumentParser:
+    """`--config` and `--readonly`, accepted before or after the subcommand (`genai-tui
+    check --config FILE` is the natural cron line). On a subcommand they default to
+    SUPPRESS, so a value given before the subcommand is not overwritten; given on both
+    sides, the one after wins."""
+    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if subcommand else {}
+    opts = argparse.ArgumentParser(add_help=False)
+    opts.add_argument("--config", metavar="PATH", **unset,
+                      help="stack config (TOML); default: $GENAI_TUI_CONFIG, "
+                      "./genai-tui.toml, ~/.config/genai-tui/config.toml, else the "
+                      "reference stack")
+    opts.add_argument("--readonly", action="store_true", **unset,
+                      help="monitor only: restart and unify are disabled")
+    return opts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,33 +41,59 @@ def build_parser() -> argparse.ArgumentParser:
         description="Terminal dashboard for a self-hosted GenAI image stack: containers, "
         "GPUs, logs, ComfyUI-Login tokens and probes on one screen.",
         epilog="Exit status of `check`: 0 OK, 1 warning, 2 critical, 3 unknown "
-        "(bad config or Docker engine unreachable).",
+        "(bad config, Docker engine unreachable or a usage error). --config and "
+        "--readonly may also follow the command.",
+        parents=[global_options(subcommand=False)],
     )
     parser.add_argument("--version", action="version", version=f"genai-tui {__version__}")
-    parser.add_argument("--config", metavar="PATH",
-                        help="stack config (TOML); default: $GENAI_TUI_CONFIG, "
-                        "./genai-tui.toml, ~/.config/genai-tui/config.toml, else the "
-                        "reference stack")
-    parser.add_argument("--readonly", action="store_true",
-                        help="monitor only: restart and unify are disabled")
+    common = [global_options(subcommand=True)]
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("dashboard", help="open the dashboard (the default)")
-    check = sub.add_parser("check", help="one-shot snapshot for scripts, cron and monitoring")
+    sub.add_parser("dashboard", help="open the dashboard (the default)", parents=common)
+    check = sub.add_parser(
+        "check", help="one-shot snapshot for scripts, cron and monitoring", parents=common,
+        epilog="Exit status: 0 OK, 1 warning, 2 critical, 3 unknown (bad config, Docker "
+        "engine unreachable or a usage error).")
     check.add_argument("--json", action="store_true", help="print one JSON document")
     demo = sub.add_parser("demo", help="run the simulated four-service stack and open the "
-                          "dashboard on it (removed on exit)")
+                          "dashboard on it (removed on exit)", parents=common)
     demo.add_argument("--dir", type=Path, help="where the demo's config and token files go")
     demo.add_argument("--local", action="store_true",
                       help="run the stack as local processes even when Docker is reachable")
     from genai_tui import cli_tokens
 
-    cli_tokens.add_parser(sub)
+    cli_tokens.add_parser(sub, parents=common)
     return parser
 
 
+def command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand argparse will see in `argv` (the first word that is neither a
+    top-level option nor its value), without parsing: usage errors need it."""
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return next(words, None)
+        if word.startswith("-"):
+            if "=" not in word and len(word) > 2 and "--config".startswith(word):
+                next(words, None)  # --config PATH (or an unambiguous prefix of it)
+            continue
+        return word
+    return None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """argparse, except that any usage error of `check` exits 3 (UNKNOWN) rather than 2,
+    which a monitoring system would read as CRITICAL. Other commands keep argparse's 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return build_parser().parse_args(argv)
+    except SystemExit as exc:
+        if exc.code == 2 and command_word(argv) == "check":
+            raise SystemExit(EXIT_UNKNOWN) from None
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     command = args.command or "dashboard"
     if command == "demo":
         return run_demo(args)
@@ -65,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from genai_tui import cli_tokens
 
         return cli_tokens.run(args, cfg, readonly=args.readonly)
-    parser.error(f"unknown command {command!r}")
+    print(f"genai-tui: unknown command {command!r}", file=sys.stderr)
     return EXIT_UNKNOWN
 
 
@@ -166,35 +212,89 @@ def render_check(snap: Snapshot, cfg: configmod.Config, status: int) -> str:
 # ------------------------------------------------------------------ demo
 
 
+def say(text: str, *, err: bool = False) -> None:
+    """Print, unless the terminal is gone (a closed terminal answers EIO): the demo's
+    cleanup must go on regardless."""
+    stream = sys.stderr if err else sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except (OSError, ValueError):
+        import os
+
+        try:  # nothing more can be shown: keep the exit from failing on a flush too
+            devnull = open(os.devnull, "w")
+            sys.stdout = sys.stderr = devnull
+        except OSError:
+            pass
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    """The demo stack and the dashboard on it. One demo per folder (and per set of
+    containers) at a time; the stack goes however the demo ends: quit, SIGHUP (closed
+    terminal, tmux kill-session, dropped SSH link), SIGTERM, or an abrupt death (a reaper
+    process cleans up then)."""
     from genai_tui import demo
 
     root = (args.dir or demo.default_dir()).resolve()
-    stack: demo.DockerDemo | demo.LocalDemo
-    if args.local:
-        print("genai-tui demo: --local given: running the simulated stack as local "
-              f"processes in {root} …", flush=True)
-        stack = demo.LocalDemo(root)
-    else:
-        ok, reason = demo.docker_available()
-        if ok:
-            print("genai-tui demo: Docker engine reachable: starting the simulated stack as "
-                  f"real containers (files in {root}) …", flush=True)
-            stack = demo.DockerDemo(root)
-        else:
-            print(f"genai-tui demo: no Docker engine reachable ({reason}): running the "
-                  f"simulated stack as local processes in {root} …", flush=True)
-            stack = demo.LocalDemo(root)
+    lock = demo.DemoLock(root)
     try:
-        config_path = stack.start()
-        cfg = configmod.load_file(config_path)
-        use_fingerprint_key(cfg)
-        return run_dashboard(cfg, readonly=args.readonly)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        print("genai-tui demo: stopping the demo stack …", flush=True)
-        stack.close()
+        lock.acquire(notify=lambda text: say(f"genai-tui demo: {text}"))
+    except demo.DemoBusy as exc:
+        say(f"genai-tui demo: {exc}", err=True)
+        return 1
+    except OSError as exc:
+        say(f"genai-tui demo: cannot use {root}: {exc}", err=True)
+        return 1
+    stack: DockerDemo | LocalDemo | None = None
+    reaper: demo.Reaper | None = None
+    with demo.signals_end_the_demo():
+        try:
+            stack = choose_demo_stack(args, root)
+            reaper = demo.Reaper(stack, lock)
+            why = reaper.start()
+            if why:
+                say(f"genai-tui demo: no cleanup helper ({why}): the stack is removed "
+                    "on quit, not if this process is killed", err=True)
+            config_path = stack.start()
+            cfg = configmod.load_file(config_path)
+            use_fingerprint_key(cfg)
+            return run_dashboard(cfg, readonly=args.readonly)
+        except demo.DemoError as exc:
+            say(f"genai-tui demo: {exc}", err=True)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+        except demo.DemoSignal as exc:
+            return 128 + exc.signum
+        finally:
+            demo.ignore_end_signals()  # a second SIGHUP/SIGTERM must not cut this short
+            try:
+                if stack is not None:
+                    if stack.started:
+                        say("genai-tui demo: stopping the demo stack …")
+                    stack.close()
+            finally:
+                if reaper is not None:
+                    reaper.finish()
+                lock.release()
+
+
+def choose_demo_stack(args: argparse.Namespace, root: Path) -> DockerDemo | LocalDemo:
+    from genai_tui import demo
+
+    if args.local:
+        say("genai-tui demo: --local given: running the simulated stack as local "
+            f"processes in {root} …")
+        return demo.LocalDemo(root)
+    ok, reason = demo.docker_available()
+    if ok:
+        project = demo.demo_project()
+        say("genai-tui demo: Docker engine reachable: starting the simulated stack as "
+            f"real containers {project}-* (files in {root}) …")
+        return demo.DockerDemo(root, project)
+    say(f"genai-tui demo: no Docker engine reachable ({reason}): running the "
+        f"simulated stack as local processes in {root} …")
+    return demo.LocalDemo(root)
 
 
 if __name__ == "__main__":

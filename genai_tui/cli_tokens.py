@@ -24,21 +24,27 @@ from genai_tui.sources import tokens as tk
 EXIT_OK, EXIT_WARNING, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2, 3
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `tokens status` and `tokens unify` on the main parser's subparsers."""
+def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()
+               ) -> argparse.ArgumentParser:
+    """Register `tokens status` and `tokens unify` on the main parser's subparsers;
+    `parents` (the global options) are accepted at every level."""
+    parents = list(parents)
     p = subparsers.add_parser(
         "tokens", help="ComfyUI-Login token copies: status, and safe one-step unify",
         description="Show where the ComfyUI-Login credential lives and whether the copies "
-        "agree; unify them from one source of truth (atomic writes, backups, audit log).")
+        "agree; unify them from one source of truth (atomic writes, backups, audit log).",
+        parents=parents)
     sub = p.add_subparsers(dest="tokens_command", metavar="ACTION")
-    st = sub.add_parser("status", help="state of every configured token location")
+    st = sub.add_parser("status", help="state of every configured token location",
+                        parents=parents)
     st.add_argument("--json", action="store_true", help="print one JSON document")
     st.add_argument("--no-server", action="store_true",
                     help="skip the probe and log check of the running ComfyUI servers")
     un = sub.add_parser(
         "unify", help="make every location hold the same credential",
         description="Rewrite the token locations from one source of truth (the canonical "
-        "location unless --from is given). Shows the plan first; asks before writing.")
+        "location unless --from is given). Shows the plan first; asks before writing.",
+        parents=parents)
     un.add_argument("--from", dest="source", metavar="NAME",
                     help="location to take the credential from (default: the canonical one)")
     un.add_argument("--rotate", action="store_true",

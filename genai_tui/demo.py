@@ -8,11 +8,18 @@ protected path (the classic "unhealthy while working" trap).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import secrets
+import signal
 import socket
-from collections.abc import Callable
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,16 @@ from typing import Any
 import bcrypt
 
 DEMO_PROJECT = "genai-demo"
+#: another project name (containers `<name>-*`, network `<name>-net`) for a second demo
+#: on the same engine, or for tests
+PROJECT_ENV = "GENAI_TUI_DEMO_PROJECT"
+LOCK_NAME = "demo.lock"
+REAPER_LOG = "demo-reaper.log"
+#: on each demo container: the lock file of the demo that owns it, and that demo's host
+LOCK_LABEL = "io.genai-tui.demo.lock"
+HOST_LABEL = "io.genai-tui.demo.host"
+#: how long a new demo waits for a finished one's cleanup (its lock held, its pid gone)
+CLEANUP_WAIT = 30.0
 PREFERRED_PORTS = {"comfyui-qwen": 8188, "flux-1-dev": 8189, "stable-diffusion-35": 8190,
                    "orchestrator": 8193}
 
@@ -149,7 +166,8 @@ def write_stack_files(root: Path, ports: dict[str, int], *, container_prefix: st
 
 def start_services(client: Any, root: Path, ports: dict[str, int], *, prefix: str,
                    network: str, owner: str, compose_project: str,
-                   compose_service: Callable[[str], str] = str) -> None:
+                   compose_service: Callable[[str], str] = str,
+                   labels: Mapping[str, str] | None = None) -> None:
     """The four simulator containers of the demo stack, on `network` (made when missing).
     Login folders come from `write_stack_files(root, ...)`."""
     import docker.errors
@@ -179,7 +197,7 @@ def start_services(client: Any, root: Path, ports: dict[str, int], *, prefix: st
             host_port=ports[svc.name], container_port=svc.container_port,
             login_dir=(root / "login" / svc.name) if svc.kind == "comfyui" else None,
             extra_args=extra, owner=owner, compose_project=compose_project,
-            compose_service=compose_service(svc.name),
+            compose_service=compose_service(svc.name), labels=labels,
             restart_policy={"Name": "unless-stopped"},
             healthcheck={"test": health, "interval": 10_000_000_000,
                          "timeout": 5_000_000_000, "retries": 3,
@@ -188,37 +206,188 @@ def start_services(client: Any, root: Path, ports: dict[str, int], *, prefix: st
         )
 
 
+def demo_project() -> str:
+    """The demo's Docker project name: $GENAI_TUI_DEMO_PROJECT, else genai-demo."""
+    name = os.environ.get(PROJECT_ENV) or DEMO_PROJECT
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", name):
+        raise DemoError(f"{PROJECT_ENV}={name!r} is not a usable project name "
+                        "(lowercase letters, digits, - and _)")
+    return name
+
+
+# ------------------------------------------------------------------ one demo at a time
+
+
+class DemoError(Exception):
+    """The demo cannot start; the message says why (for the user)."""
+
+
+class DemoBusy(DemoError):
+    """Another demo is running (or still cleaning up) on what this one would use."""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is gone
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _lock_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+def _take(fd: int, where: Path, wait: float,
+          notify: Callable[[str], None] | None = None) -> None:
+    """flock `fd` or raise DemoBusy. While the recorded pid is alive the lock is that
+    demo's: refuse at once. When it is gone, its cleanup (which holds the lock until
+    the containers are removed) is finishing: wait for it, up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pid = _lock_pid(fd)
+        if pid is not None and pid_alive(pid):
+            raise DemoBusy(f"another genai-tui demo is running (pid {pid}, files in "
+                           f"{where}): quit it first")
+        if time.monotonic() >= deadline:
+            raise DemoBusy(f"the previous genai-tui demo (pid {pid or '?'}, files in "
+                           f"{where}) is still cleaning up after {wait:.0f}s; try again "
+                           "shortly")
+        if notify is not None and not told:
+            notify(f"waiting for the previous demo (pid {pid or '?'}) to finish its cleanup …")
+            told = True
+        time.sleep(0.2)
+
+
+class DemoLock:
+    """`<dir>/demo.lock`, flock'ed for as long as a demo (or its cleanup) uses the folder
+    and its containers; it holds the demo's pid. A lock nobody holds is stale (its demo
+    died): it is taken over. The file itself is never removed (that would race)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / LOCK_NAME
+        self.fd: int | None = None
+
+    def acquire(self, wait: float = CLEANUP_WAIT,
+                notify: Callable[[str], None] | None = None) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            _take(fd, self.root, wait, notify)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def refuse_if_held(path: Path, wait: float = CLEANUP_WAIT) -> None:
+    """Raise DemoBusy when the demo lock at `path` is held (see DemoLock); else return."""
+    if path.name != LOCK_NAME:
+        return  # not a demo lock: nobody to ask
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return  # no such lock (any more): nobody to ask
+    try:
+        _take(fd, path.parent, wait)  # taken: nobody holds it; closing releases it
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------ the stacks
+
+
 class DockerDemo:
     """Starts the demo stack as real containers and removes them on exit."""
 
-    def __init__(self, root: Path) -> None:
+    kind = "docker"
+
+    def __init__(self, root: Path, project: str | None = None) -> None:
         import docker
 
         from genai_tui import simdocker
 
         self.root = root
         self.simdocker = simdocker
+        self.project = project or demo_project()
+        self.network = f"{self.project}-net"
+        self.prefix = f"{self.project}-"
+        self.owner = self.project
+        self.labels = {LOCK_LABEL: str(root / LOCK_NAME), HOST_LABEL: socket.gethostname()}
+        self.started = False
         self.client = docker.from_env(timeout=60)
-        self.network = f"{DEMO_PROJECT}-net"
-        self.prefix = f"{DEMO_PROJECT}-"
-        self.owner = DEMO_PROJECT
+
+    def check_others(self) -> None:
+        """Refuse when the project's containers belong to another demo that still runs
+        (another folder: this demo's own lock cannot see it). Those of a demo that died
+        are taken over."""
+        seen: set[tuple[str, str]] = set()
+        for c in self.client.containers.list(
+                all=True, filters={"label": f"{self.simdocker.OWNER_LABEL}={self.owner}"}):
+            lock, host = c.labels.get(LOCK_LABEL), c.labels.get(HOST_LABEL)
+            if lock is None or (lock, host or "") in seen:
+                continue  # made by an older genai-tui: no owner to ask
+            seen.add((lock, host or ""))
+            if lock == self.labels[LOCK_LABEL] and host == self.labels[HOST_LABEL]:
+                continue  # our folder, whose lock we hold: a dead run's leftovers
+            if host != self.labels[HOST_LABEL]:
+                raise DemoBusy(f"the demo containers {self.prefix}* on this Docker engine "
+                               f"belong to a genai-tui demo on host {host!r} (files in "
+                               f"{Path(lock).parent}): quit it there, or set {PROJECT_ENV} "
+                               "to another name")
+            try:
+                refuse_if_held(Path(lock))
+            except DemoBusy as exc:
+                raise DemoBusy(f"{exc}, with the same containers ({self.prefix}*); or set "
+                               f"{PROJECT_ENV} to another name") from None
 
     def start(self) -> Path:
-        self.stop()
+        self.check_others()
+        self.started = True
+        self.remove(everything=True)
         ports = pick_ports()
         config_path = write_stack_files(self.root, ports, container_prefix=self.prefix)
         start_services(self.client, self.root, ports, prefix=self.prefix, network=self.network,
-                       owner=self.owner, compose_project=DEMO_PROJECT)
+                       owner=self.owner, compose_project=self.project, labels=self.labels)
         return config_path
 
-    def stop(self) -> None:
+    def remove(self, *, everything: bool = False) -> int:
+        """Remove this demo's containers (`everything`: the project's, whoever made them)
+        and its network; returns how many containers went."""
         import docker.errors
 
-        self.simdocker.remove_owned(self.client, self.owner)
+        n = self.simdocker.remove_owned(self.client, self.owner,
+                                        labels=None if everything else self.labels)
         try:
             self.client.networks.get(self.network).remove()
         except docker.errors.DockerException:
-            pass
+            pass  # gone already, or still used by another project's demo
+        return n
+
+    def stop(self) -> int:
+        return self.remove() if self.started else 0
 
     def close(self) -> None:
         try:
@@ -251,14 +420,15 @@ class LocalDemo:
     restart would from the dashboard's point of view.
     """
 
+    kind = "local"
+
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.started = False
         self.run_dir = root / "run"
         self.log_dir = root / "logs"
 
     def _command(self, svc: DemoService, port: int, ports: dict[str, int]) -> list[str]:
-        import sys
-
         cmd = [sys.executable, "-m", "genai_tui.sim", "--kind", svc.kind, "--host",
                "127.0.0.1", "--port", str(port), "--name", svc.name]
         if svc.kind == "comfyui":
@@ -282,8 +452,7 @@ class LocalDemo:
                 f"{start} echo $! > {pid}")
 
     def start(self) -> Path:
-        import subprocess
-
+        self.started = True
         self.stop()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -306,16 +475,151 @@ class LocalDemo:
                 continue
         return found
 
-    def stop(self) -> None:
-        import signal
-
+    def stop(self) -> int:
+        n = 0
         for pid in self.pids():
             try:
                 os.kill(pid, signal.SIGTERM)
+                n += 1
             except (ProcessLookupError, PermissionError):
                 pass
         for f in self.run_dir.glob("*.pid") if self.run_dir.is_dir() else []:
             f.unlink(missing_ok=True)
+        return n
 
     def close(self) -> None:
         self.stop()
+
+
+# ------------------------------------------------------------------ cleanup, whatever happens
+
+
+class DemoSignal(BaseException):
+    """SIGHUP or SIGTERM before the dashboard runs (a BaseException, like
+    KeyboardInterrupt, so no `except Exception` on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+END_SIGNALS = tuple(s for s in (getattr(signal, "SIGHUP", None), signal.SIGTERM)
+                    if s is not None)
+
+
+@contextmanager
+def signals_end_the_demo() -> Iterator[None]:
+    """SIGHUP and SIGTERM raise DemoSignal in the main thread until the dashboard installs
+    its own handlers (it exits cleanly on both); the previous handlers come back after."""
+
+    def raise_(signum: int, frame: Any) -> None:
+        raise DemoSignal(signum)
+
+    previous: dict[int, Any] = {}
+    for sig in END_SIGNALS:
+        try:
+            previous[sig] = signal.signal(sig, raise_)
+        except ValueError:  # not the main thread: nothing to catch there
+            break
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def ignore_end_signals() -> None:
+    """While the demo cleans up, another SIGHUP/SIGTERM must not cut the cleanup short."""
+    for sig in END_SIGNALS:
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            return
+
+
+class Reaper:
+    """A small process that removes the demo's containers (or stops its processes) when the
+    demo ends, however it ends: quit, closed terminal, SIGTERM, the dashboard's exit
+    watchdog (`os._exit`), SIGKILL or a crash. It waits for end-of-file on a pipe only the
+    demo holds, runs in its own session (the terminal's hangup does not reach it) and
+    inherits the demo's lock, so no new demo starts before the cleanup is done."""
+
+    def __init__(self, stack: DockerDemo | LocalDemo, lock: DemoLock) -> None:
+        self.stack, self.lock = stack, lock
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str | None:
+        """Start it; returns why not (the demo then still cleans up in-process)."""
+        pkg_parent = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH"))
+                                            if p)
+        argv = [sys.executable, "-m", "genai_tui.demo", "reap", self.stack.kind,
+                str(self.stack.root)]
+        if isinstance(self.stack, DockerDemo):
+            argv.append(self.stack.project)
+        try:
+            with open(self.stack.root / REAPER_LOG, "ab") as log:
+                self.proc = subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, env=env, cwd=str(self.stack.root),
+                    pass_fds=() if self.lock.fd is None else (self.lock.fd,))
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def finish(self, timeout: float = 15.0) -> None:
+        """The demo is done: let the reaper check once more and wait for it (bounded), so
+        the lock is free when the command returns."""
+        if self.proc is None:
+            return
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # it finishes on its own
+
+
+def reap(kind: str, root: Path, project: str | None) -> int:
+    """The reaper's body (`python -m genai_tui.demo reap KIND DIR [PROJECT]`)."""
+    for sig in (getattr(signal, "SIGHUP", None), signal.SIGINT):
+        if sig is not None:  # the terminal's end and its Ctrl+C are not for us
+            signal.signal(sig, signal.SIG_IGN)
+    stdin = sys.stdin.buffer
+    while stdin.read(4096):
+        pass  # the demo holds the other end: end-of-file means it has ended
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        stack: DockerDemo | LocalDemo
+        if kind == "docker":
+            stack = DockerDemo(root, project)
+            stack.started = True
+        else:
+            stack = LocalDemo(root)
+        try:
+            n = stack.stop()
+            if n:  # the demo died on its own: a container being made then may show late
+                time.sleep(1.0)
+                n += stack.stop()
+        finally:
+            if isinstance(stack, DockerDemo):
+                stack.client.close()
+    except Exception as exc:
+        print(f"{stamp} cleanup of the {kind} demo in {root} failed: "
+              f"{type(exc).__name__}: {exc}", flush=True)
+        return 1
+    if n:
+        what = "container(s)" if kind == "docker" else "process(es)"
+        print(f"{stamp} the demo had ended without cleaning up: removed {n} {what}",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "reap":
+        sys.exit(reap(sys.argv[2], Path(sys.argv[3]),
+                      sys.argv[4] if len(sys.argv) == 5 else None))
+    print("usage: python -m genai_tui.demo reap docker|local DIR [PROJECT] (internal)",
+          file=sys.stderr)
+    sys.exit(2)

@@ -145,10 +145,13 @@ def health_cmd(path: str, port: int = 8188, *, token_file: str | None = None,
     return ["CMD", python_in_container(), "-c", script]
 
 
-def remove_owned(client: docker.DockerClient, owner: str) -> int:
-    """Force-remove every container carrying our owner label with this value."""
+def remove_owned(client: docker.DockerClient, owner: str,
+                 labels: Mapping[str, str] | None = None) -> int:
+    """Force-remove every container carrying our owner label with this value (and, when
+    given, all of `labels` too)."""
     n = 0
-    for c in client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"}):
+    wanted = [f"{OWNER_LABEL}={owner}", *(f"{k}={v}" for k, v in (labels or {}).items())]
+    for c in client.containers.list(all=True, filters={"label": wanted}):
         try:
             c.remove(force=True)
             n += 1
