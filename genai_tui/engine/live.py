@@ -49,9 +49,9 @@ PARTS = ("containers", "docker", "probes", "tokens", "gpu", "host", "log_events"
 LIVE_PARTS = ("containers", "probes", "tokens", "gpu", "host", "logs")
 #: how long a burst of changes may last before findings are re-derived
 DIAGNOSE_DELAY = 0.2
-#: log events are collected this often; urgent ones are handed on at once, the others
-#: (job_done…) at most once a second, so a job flood does not re-derive findings 10×/s
-EVENTS_INTERVAL = 0.25
+#: log events are collected this often; urgent ones are handed on at the next round, the
+#: others (job_done…) at most once a second, so a job flood does not re-derive findings 10×/s
+EVENTS_INTERVAL = 0.5
 EVENTS_PUBLISH = 1.0
 LOGS_SETTLE_ROUNDS = 4
 URGENT_EVENTS = frozenset({"token", "no_password", "import_failed", "oom"})
@@ -137,6 +137,7 @@ class Stack:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        self._stop_event: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._chains: dict[str, _Chain] = {}
         self._diagnose_handle: asyncio.TimerHandle | None = None
@@ -251,8 +252,17 @@ class Stack:
             await self._shutdown()
 
     async def _until_stopped(self) -> None:
-        while not self._stopped.is_set():
-            await asyncio.sleep(0.2)
+        """Sleep until `close()`: an event, not a poll (idle costs nothing)."""
+        self._stop_event = asyncio.Event()
+        if not self._stopped.is_set():
+            await self._stop_event.wait()
+
+    def _signal_stop(self) -> None:
+        self._stopped.set()
+        event, loop = self._stop_event, self._loop
+        if event is not None and loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(event.set)
 
     def start(self) -> None:
         """Headless faces: run the stack on a thread with a loop of its own."""
@@ -263,16 +273,22 @@ class Stack:
         self._thread = threading.Thread(target=main, name="genai-tui-stack", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Started with `start()`, its thread still running, and not closed."""
+        return self._thread is not None and self._thread.is_alive() \
+            and not self._stopped.is_set()
+
     def close(self, timeout: float = 3.0) -> None:
         """Stop everything; safe from any thread, and twice."""
-        self._stopped.set()
+        self._signal_stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self._close_monitors()
 
     async def aclose(self) -> None:
         """Stop from the stack's own loop (the dashboard's unmount)."""
-        self._stopped.set()
+        self._signal_stop()
         await self._shutdown()
 
     async def _shutdown(self) -> None:
