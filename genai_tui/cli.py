@@ -1,9 +1,10 @@
-"""Command line: the dashboard (default), `check`, `tokens`, `demo`."""
+"""Command line: the dashboard (default), `check`, `exporter`, `tokens`, `demo`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,11 +13,16 @@ from typing import TYPE_CHECKING, Any
 from genai_tui import __version__
 from genai_tui import config as configmod
 from genai_tui.model import Severity, Snapshot
+from genai_tui.safety import one_line
 
 if TYPE_CHECKING:
     from genai_tui.demo import DockerDemo, LocalDemo
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
+STATUS_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+#: the exporter's defaults (repeated here so `--help` needs no prometheus_client import)
+DEFAULT_LISTEN = "127.0.0.1:9188"
+TEXTFILE_NAME = "genai-tui.prom"
 
 
 def global_options(*, subcommand: bool) -> argparse.ArgumentParser:
@@ -53,7 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="one-shot snapshot for scripts, cron and monitoring", parents=common,
         epilog="Exit status: 0 OK, 1 warning, 2 critical, 3 unknown (bad config, Docker "
         "engine unreachable or a usage error).")
-    check.add_argument("--json", action="store_true", help="print one JSON document")
+    shape = check.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print one JSON document")
+    shape.add_argument("--format", choices=("table", "json", "openmetrics"),
+                       help="what to print: the table with a plugin status line "
+                       "(default), JSON, or the exporter's metric families as OpenMetrics")
+    check.add_argument("--textfile", type=Path, metavar="DIR",
+                       help=f"also write DIR/{TEXTFILE_NAME} (Prometheus text format, "
+                       "replaced atomically) for node_exporter's textfile collector")
+    exporter = sub.add_parser(
+        "exporter", help="serve the live stack's metrics to Prometheus (/metrics, /healthz)",
+        parents=common, epilog="A scrape only reads the engine's latest snapshot. Binding "
+        "anything but a loopback address must be asked for and is warned about.")
+    exporter.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                          help=f"address to serve on (default {DEFAULT_LISTEN}; "
+                          "[::1]:PORT for IPv6; 0.0.0.0:PORT for every interface)")
+    exporter.add_argument("--stale-after", type=positive_seconds, metavar="SECONDS",
+                          help="/healthz answers 503 when the snapshot has not changed "
+                          "for this long (default: 30, or 3 poll intervals if longer)")
     demo = sub.add_parser("demo", help="run the simulated four-service stack and open the "
                           "dashboard on it (removed on exit)", parents=common)
     demo.add_argument("--dir", type=Path, help="where the demo's config and token files go")
@@ -63,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_tokens.add_parser(sub, parents=common)
     return parser
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+    return value
 
 
 def command_word(argv: Sequence[str]) -> str | None:
@@ -106,7 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "dashboard":
         return run_dashboard(cfg, readonly=args.readonly)
     if command == "check":
-        return run_check(cfg, as_json=args.json)
+        fmt = "json" if args.json else (args.format or "table")
+        return run_check(cfg, fmt=fmt, textfile=args.textfile)
+    if command == "exporter":
+        from genai_tui import exporter
+
+        return exporter.run(cfg, args.listen, stale_after=args.stale_after)
     if command == "tokens":
         from genai_tui import cli_tokens
 
@@ -152,26 +191,46 @@ def exit_status(snap: Snapshot, cfg: configmod.Config) -> int:
     return {0: EXIT_CRITICAL, 1: EXIT_WARNING}.get(worst, EXIT_OK)
 
 
-def run_check(cfg: configmod.Config, *, as_json: bool) -> int:
+def run_check(cfg: configmod.Config, *, fmt: str = "table",
+              textfile: Path | None = None) -> int:
+    """One snapshot, printed as `fmt` (table, json, openmetrics) and, with `textfile`,
+    written there for node_exporter; the exit status is the snapshot's (3 when the
+    textfile cannot be written, unless the stack is critical)."""
     from genai_tui.engine.collect import collect_once
 
+    if textfile is not None and not textfile.is_dir():
+        print(f"genai-tui: --textfile {one_line(textfile)}: not a folder", file=sys.stderr)
+        return EXIT_UNKNOWN
     snap = collect_once(cfg)
     status = exit_status(snap, cfg)
-    if as_json:
+    if fmt == "json":
         doc = snap.to_json()
-        doc["status"] = {0: "ok", 1: "warning", 2: "critical", 3: "unknown"}[status]
+        doc["status"] = STATUS_WORDS[status].lower()
         doc["config"] = cfg.source
         print(json.dumps(doc, indent=2))
+    elif fmt == "openmetrics":
+        from genai_tui import exporter
+
+        sys.stdout.write(exporter.render(snap, openmetrics=True).decode())
     else:
         print(render_check(snap, cfg, status))
+    if textfile is not None:
+        from genai_tui import exporter
+        from genai_tui.sources.tokens.fsutil import reason
+
+        try:
+            exporter.write_textfile(textfile, snap)
+        except OSError as exc:
+            print(f"genai-tui: cannot write {one_line(textfile / TEXTFILE_NAME)}: "
+                  f"{reason(exc)}", file=sys.stderr)
+            return status if status == EXIT_CRITICAL else EXIT_UNKNOWN
     return status
 
 
 def render_check(snap: Snapshot, cfg: configmod.Config, status: int) -> str:
-    from genai_tui.safety import one_line
     from genai_tui.textout import table
 
-    out = [f"genai-tui check — {one_line(cfg.source)}"]
+    out = [plugin_line(snap, cfg, status), f"genai-tui check — {one_line(cfg.source)}"]
     if not snap.docker.reachable:
         out.append(one_line(snap.docker.error or "Docker engine unreachable"))
     out.append("")
@@ -205,8 +264,77 @@ def render_check(snap: Snapshot, cfg: configmod.Config, status: int) -> str:
     else:
         out.append("all good: no findings")
     out.append("")
-    out.append("status: " + {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}[status])
+    out.append("status: " + STATUS_WORDS[status])
     return "\n".join(out)
+
+
+def plugin_line(snap: Snapshot, cfg: configmod.Config, status: int) -> str:
+    """The monitoring-plugin first line: `GENAI-TUI STATUS - summary | perfdata`, the
+    perfdata in the Nagios grammar (`'label'=value[UOM];warn;crit;min;max`)."""
+    bad = [f for f in snap.findings if f.severity is not Severity.INFO]
+    crit = sum(f.severity is Severity.CRITICAL for f in bad)
+    warn = len(bad) - crit
+    if not snap.docker.reachable and any(s.runtime == "docker" for s in cfg.services):
+        summary = [snap.docker.error or "Docker engine unreachable"]
+    else:
+        running = sum(c.running for c in snap.containers)
+        ok = sum(p.outcome == "ok" for p in snap.probes)
+        summary = [f"{running}/{len(snap.containers)} running",
+                   f"{ok}/{len(snap.probes)} probes ok"]
+        if snap.tokens is not None and not snap.tokens.consistent:
+            summary.append("tokens NOT consistent")
+    if bad:
+        codes = list(dict.fromkeys(f.code for f in bad))
+        more = f" +{len(codes) - 4}" if len(codes) > 4 else ""
+        summary.append(f"{crit} critical, {warn} warning: {' '.join(codes[:4])}{more}")
+    else:
+        summary.append("no findings")
+    text = one_line(", ".join(summary), 300).replace("|", "/")
+    perf = " ".join(perfdata(snap, cfg, crit=crit, warn=warn))
+    return f"GENAI-TUI {STATUS_WORDS[status]} - {text}" + (f" | {perf}" if perf else "")
+
+
+def perfdata(snap: Snapshot, cfg: configmod.Config, *, crit: int, warn: int) -> list[str]:
+    """Performance data items: containers running, restarts, probe latencies, GPU and
+    host memory use, finding counts (a threshold of 0 alerts on any)."""
+    items = [_perf("containers_running", sum(c.running for c in snap.containers),
+                   mn=0, mx=len(snap.containers))]
+    items += [_perf(f"{c.service}_restarts", c.restart_count, "c") for c in snap.containers]
+    items += [_perf(f"probe_{p.service}_latency", round(p.latency_ms / 1000.0, 4), "s")
+              for p in snap.probes if p.latency_ms is not None]
+    if snap.gpu is not None:
+        items += [_perf(f"gpu{g.index}_mem", round(g.memory_pct, 1), "%",
+                        warn=cfg.gpu.memory_warn_pct, mn=0, mx=100)
+                  for g in snap.gpu.gpus if g.memory_pct is not None]
+    if snap.host is not None and snap.host.memory_pct is not None:
+        items.append(_perf("host_mem", round(snap.host.memory_pct, 1), "%",
+                           warn=cfg.host.memory_warn_pct, mn=0, mx=100))
+    items.append(_perf("findings_critical", crit, crit=0, mn=0))
+    items.append(_perf("findings_warning", warn, warn=0, mn=0))
+    return items
+
+
+_PERF_LABEL = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _perf(name: str, value: float, uom: str = "", *, warn: float | None = None,
+          crit: float | None = None, mn: float | None = None,
+          mx: float | None = None) -> str:
+    """`'label'=value[UOM];warn;crit;min;max`, empty trailing fields dropped; the label
+    reduced to letters, digits, `_`, `.` and `-` (no quote or `=` can break it)."""
+    label = _PERF_LABEL.sub("_", one_line(name, 60)).strip("_") or "value"
+    fields = [f"{_num(value)}{uom}"] + ["" if v is None else _num(v)
+                                        for v in (warn, crit, mn, mx)]
+    while len(fields) > 1 and not fields[-1]:
+        fields.pop()
+    return f"'{label}'=" + ";".join(fields)
+
+
+def _num(value: float) -> str:
+    """A plain decimal (no exponent, no trailing zeros)."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 # ------------------------------------------------------------------ demo

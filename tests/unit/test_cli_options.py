@@ -44,7 +44,9 @@ def two_configs(tmp_path):
 
 
 def header(proc: subprocess.CompletedProcess[str]) -> str:
-    return proc.stdout.splitlines()[0] if proc.stdout else ""
+    """The line naming the config (the second: the first is the plugin status line)."""
+    lines = proc.stdout.splitlines()
+    return lines[1] if len(lines) > 1 else ""
 
 
 @pytest.mark.parametrize("order", ["before", "after", "equals-after"])
@@ -56,6 +58,7 @@ def test_check_uses_the_config_given_before_or_after(two_configs, order):
     proc = cli_run(*args, cwd=work)
     assert "usage:" not in proc.stderr, proc.stderr
     assert header(proc) == f"genai-tui check — {a}"
+    assert proc.stdout.startswith("GENAI-TUI CRITICAL - 0/1 running")
     assert "status: CRITICAL" in proc.stdout and proc.returncode == 2  # the missing process
 
 
