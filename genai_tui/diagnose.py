@@ -35,8 +35,8 @@ def diagnose(snap: Snapshot, config: Config, now: datetime | None = None) -> lis
     if docker_services and not snap.docker.reachable:
         findings.append(Finding(
             "docker_unreachable", C, None,
-            snap.docker.error or "Docker engine unreachable",
-            "check `systemctl status docker` and DOCKER_HOST"))
+            (snap.docker.error or "Docker engine unreachable")
+            + " — check `systemctl status docker` and DOCKER_HOST", "check_docker"))
 
     for svc in config.services:
         info = containers.get(svc.name)
@@ -84,29 +84,29 @@ def _container_findings(svc: ServiceConfig, info: ContainerInfo | None,
                            f"{svc.name}: no {what} {info.container!r}" + (
                                "" if info.runtime == "process" else
                                " exists (removed, renamed or never created)"),
-                           "docker compose up -d" if info.runtime == "docker" else None))
+                           "compose_up" if info.runtime == "docker" else None))
         return True
     if info.looping or is_looping(info, config, now):
         out.append(Finding("restart_loop", C, svc.name,
                            f"{svc.name}: restart loop ({info.restart_count} restarts"
                            + (f", last exit {info.exit_code}" if info.exit_code else "")
-                           + "): it crashes right after start", "l (read its logs)"))
+                           + "): it crashes right after start", "read_logs"))
         return True
     if info.oom_killed:
         out.append(Finding("oom_killed", C, svc.name,
                            f"{svc.name}: killed by the kernel OOM killer (exit 137, OOMKilled):"
-                           " raise its memory limit or free host RAM", "r"))
+                           " raise its memory limit or free host RAM", "restart"))
         return not info.running
     if info.state in ("exited", "dead", "created"):
         code = info.exit_code
         why = f"exited with code {code}" if code is not None else f"is {info.state}"
         if code == 137:
             why += " (SIGKILL, not an OOM kill)"
-        out.append(Finding("container_exited", C, svc.name, f"{svc.name}: {what} {why}", "r"))
+        out.append(Finding("container_exited", C, svc.name, f"{svc.name}: {what} {why}", "restart"))
         return True
     if info.state in ("restarting", "paused", "removing"):
         out.append(Finding("container_exited", C, svc.name,
-                           f"{svc.name}: {what} is {info.state}", "r"))
+                           f"{svc.name}: {what} is {info.state}", "restart"))
         return True
     if info.health == "starting" and info.started_at is not None:
         age = (now - info.started_at).total_seconds()
@@ -117,7 +117,7 @@ def _container_findings(svc: ServiceConfig, info: ContainerInfo | None,
                                + (f" and {probe.url} does not answer ({probe.outcome}): the "
                                   "service never came up" if silent and probe else
                                   ": start_period too short, or the service never comes up"),
-                               "l (read its logs)"))
+                               "read_logs"))
             return silent  # the unanswered port is this same cause, not a second finding
     return False
 
@@ -148,7 +148,7 @@ def _probe_findings(svc: ServiceConfig, info: ContainerInfo | None, probe: Probe
         if info is not None and info.health == "unhealthy":
             out.append(Finding("unhealthy", W, svc.name,
                                f"{svc.name}: container unhealthy ({info.failing_streak} failed"
-                               " checks)", "l (read its logs)"))
+                               " checks)", "read_logs"))
         return
     if probe.outcome in UNREACHABLE and (running or info is None):
         starting = info is not None and info.health == "starting"
@@ -161,7 +161,7 @@ def _probe_findings(svc: ServiceConfig, info: ContainerInfo | None, probe: Probe
         }[probe.outcome]
         out.append(Finding("port_unreachable", sev, svc.name,
                            f"{svc.name}: {probe.url} {cause}"
-                           + (" — still starting" if starting else ""), "r"))
+                           + (" — still starting" if starting else ""), "restart"))
         return
     if probe.outcome in UNREACHABLE:
         return
@@ -172,7 +172,7 @@ def _probe_findings(svc: ServiceConfig, info: ContainerInfo | None, probe: Probe
                            f"{svc.name}: {probe.url} answers but not as expected "
                            f"({probe.outcome}{f' {probe.status}' if probe.status else ''})"
                            + (f": {probe.detail}" if probe.detail else "") + health,
-                           "l (read its logs)"))
+                           "read_logs"))
         return
     if info is not None and info.health == "unhealthy":
         if probe.auth == "enforced":
@@ -184,11 +184,11 @@ def _probe_findings(svc: ServiceConfig, info: ContainerInfo | None, probe: Probe
             out.append(Finding("unhealthy", W, svc.name,
                                f"{svc.name}: container unhealthy, yet {probe.url} answers: "
                                "its healthcheck command tests something else",
-                               "l (read its logs)"))
+                               "read_logs"))
         else:
             out.append(Finding("unhealthy", W, svc.name,
                                f"{svc.name}: container unhealthy ({info.failing_streak} failed"
-                               f" checks), auth: {probe.auth}", "l (read its logs)"))
+                               f" checks), auth: {probe.auth}", "read_logs"))
     if svc.kind == "comfyui":
         _auth_findings(svc, info, probe, snap, out)
     for name, state in sorted(probe.backends.items()):
@@ -206,13 +206,13 @@ def _auth_findings(svc: ServiceConfig, info: ContainerInfo | None, probe: ProbeR
                      and probe.auth == "disabled"):
         out.append(Finding("login_not_loaded", C, svc.name,
                            f"{svc.name}: ComfyUI-Login is not loaded (import failed or node "
-                           "disabled): the API is open to anyone", "l (read its logs)"))
+                           "disabled): the API is open to anyone", "read_logs"))
         return
     if probe.auth == "no_password" or (
             probe.auth != "enforced" and any(e.kind == "no_password" for e in events)):
         out.append(Finding("password_missing", C, svc.name,
                            f"{svc.name}: ComfyUI-Login has no PASSWORD (first-login state): "
-                           "the first visitor picks the credentials", "u"))
+                           "the first visitor picks the credentials", "unify"))
         return
     if svc.auth and probe.auth == "disabled":
         out.append(Finding("auth_disabled", C, svc.name,
@@ -222,11 +222,11 @@ def _auth_findings(svc: ServiceConfig, info: ContainerInfo | None, probe: ProbeR
         if _stale(svc, info, snap):
             out.append(Finding("token_stale", C, svc.name,
                                f"{svc.name}: the running server still uses an older hash than "
-                               "the one on disk: restart it", "r"))
+                               "the one on disk: restart it", "restart"))
         else:
             out.append(Finding("token_rejected", C, svc.name,
                                f"{svc.name}: the token on disk is refused (401): the server's "
-                               "PASSWORD holds another hash", "u"))
+                               "PASSWORD holds another hash", "unify"))
         return
     if probe.auth == "enforced" and _stale(svc, info, snap):
         # the probe's hash works but the server logged another one: not possible unless the
@@ -277,11 +277,11 @@ def _missing_copies(tokens: TokensReport, out: list[Finding]) -> None:
     if usable:
         out.append(Finding("token_file_missing", W, None,
                            f"{len(missing)} token cop{'y' if len(missing) == 1 else 'ies'} "
-                           f"missing: {where}", "u"))
+                           f"missing: {where}", "unify"))
     else:
         out.append(Finding("token_file_missing", C, None,
                            f"no copy of the credential is left, nothing to copy from: {where}"
-                           " — `genai-tui tokens unify --rotate` makes a new one", "u"))
+                           " — `genai-tui tokens unify --rotate` makes a new one", "unify"))
 
 
 def _token_findings(tokens: TokensReport | None, out: list[Finding]) -> None:
@@ -301,7 +301,7 @@ def _token_findings(tokens: TokensReport | None, out: list[Finding]) -> None:
         out.append(Finding(
             "token_drift", W, None,
             f"token copies disagree ({len(values)} values; differing: {', '.join(bad)}): "
-            + "; ".join(parts), "u"))
+            + "; ".join(parts), "unify"))
     _missing_copies(tokens, out)
     for loc in tokens.locations:
         problems = list(loc.problems)
@@ -312,4 +312,5 @@ def _token_findings(tokens: TokensReport | None, out: list[Finding]) -> None:
             sev = I if set(problems) <= {"crlf"} and loc.format in ("env", "raw_env") else W
             out.append(Finding("token_file_problem", sev, None,
                                f"token location {loc.name} ({loc.path}): "
-                               + ", ".join(problems), "u" if loc.state != "unreadable" else None))
+                               + ", ".join(problems),
+                               "unify" if loc.state != "unreadable" else None))

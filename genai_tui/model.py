@@ -367,7 +367,11 @@ class Finding:
     severity: Severity
     service: str | None
     message: str
-    action: str | None = None
+    # what fixes it, for machines and for every face to map onto its own keys or commands:
+    # restart, unpause, unify, compose_up, read_logs, check_docker, set_container, chmod
+    fix: str | None = None
+    since: datetime | None = None  # when this finding started to hold, where known
+    paths: tuple[str, ...] = ()  # every file or container it is about, in full
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -375,7 +379,9 @@ class Finding:
             "severity": self.severity.value,
             "service": self.service,
             "message": self.message,
-            "action": self.action,
+            "fix": self.fix,
+            "since": self.since.isoformat() if self.since else None,
+            "paths": list(self.paths),
         }
 
 

@@ -10,6 +10,9 @@ from genai_tui.safety import one_line
 from genai_tui.ui import stylesheets
 from genai_tui.ui.render import update_if_changed
 
+# the dashboard's key for each machine `fix` (Finding.fix); fixes with no key show no hint
+FIX_KEYS = {"restart": "r", "unify": "u", "read_logs": "l"}
+
 STYLE = {
     Severity.CRITICAL: ("✖", "bold red"),
     Severity.WARNING: ("▲", "bold yellow"),
@@ -37,8 +40,9 @@ def render_findings(findings: list[Finding], *, max_lines: int, services: int,
         icon, style = STYLE[f.severity]
         if i:
             text.append("\n")
-        if f.action:
-            text.append(f"[{one_line(f.action, 40)}] ", style="bold cyan")
+        key = FIX_KEYS.get(f.fix or "")
+        if key:
+            text.append(f"[{key}] ", style="bold cyan")
         text.append(f"{icon} ", style=style)
         text.append(one_line(f.message, 300))
     hidden = findings[len(shown):]

@@ -298,7 +298,7 @@ def test_container_missing(docker_client, tmp_path):
     stack.service("qwen", free_port(), simdocker.unique("gt-absent"))
     snap = stack.collect()
     assert_findings(snap, {("container_missing", "qwen")})
-    assert finding(snap, "container_missing").action == "docker compose up -d"
+    assert finding(snap, "container_missing").fix == "compose_up"
     assert cli.exit_status(snap, stack.config()) == cli.EXIT_CRITICAL
 
 
@@ -315,7 +315,7 @@ def test_stopped_container_is_exited_not_also_port_unreachable(sim_container, tm
     assert probe(snap, "qwen").outcome == "refused"  # the consequence, not repeated
     assert_findings(snap, {("container_exited", "qwen")})
     f = finding(snap, "container_exited")
-    assert "exited with code 0" in f.message and f.action == "r"
+    assert "exited with code 0" in f.message and f.fix == "restart"
 
 
 def test_crashed_container_is_exited_with_its_code(sim_container, tmp_path):
@@ -414,7 +414,7 @@ def test_port_unreachable(sim_container, tmp_path, scenario, outcome):
     assert probe(snap, "qwen").outcome == outcome
     assert_findings(snap, {("port_unreachable", "qwen")})
     f = finding(snap, "port_unreachable")
-    assert f.severity is Severity.CRITICAL and f.action == "r"
+    assert f.severity is Severity.CRITICAL and f.fix == "restart"
 
 
 # ------------------------------------------------------------------ ComfyUI-Login
@@ -460,7 +460,7 @@ def test_token_rejected_when_the_servers_password_holds_another_hash(sim_contain
     snap = stack.collect()
     assert probe(snap, "qwen").auth == "rejected"
     assert_findings(snap, {("token_rejected", "qwen"), ("token_drift", None)})
-    assert finding(snap, "token_rejected").action == "u"
+    assert finding(snap, "token_rejected").fix == "unify"
     assert "qwen-password" in finding(snap, "token_drift").message
 
 
@@ -477,7 +477,7 @@ def test_token_stale_until_restart(sim_container, tmp_path):
     assert probe(snap, "qwen").auth == "rejected"
     assert snap.tokens is not None and snap.tokens.consistent
     assert_findings(snap, {("token_stale", "qwen")})
-    assert finding(snap, "token_stale").action == "r"
+    assert finding(snap, "token_stale").fix == "restart"
 
     c.restart(timeout=5)
     wait_port(int(stack.services[0]["url"].rsplit(":", 1)[1]))
@@ -495,7 +495,7 @@ def test_token_drift(sim_container, tmp_path):
     assert probe(snap, "qwen").auth == "enforced"
     assert_findings(snap, {("token_drift", None)})
     f = finding(snap, "token_drift")
-    assert f.action == "u" and "docker-secrets" in f.message
+    assert f.fix == "unify" and "docker-secrets" in f.message
 
 
 @pytest.mark.parametrize("case", ["crlf_password", "env_key_in_value"])

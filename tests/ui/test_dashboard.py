@@ -31,7 +31,7 @@ from genai_tui.model import (
 )
 from genai_tui.sources.logs import LogLine
 from genai_tui.ui.app import GenaiTui
-from genai_tui.ui.findings import FindingsBar
+from genai_tui.ui.findings import FIX_KEYS, FindingsBar
 from genai_tui.ui.gpu import GpuPanel
 from genai_tui.ui.logs import LogPanel
 from genai_tui.ui.probes import ProbesPanel
@@ -201,8 +201,9 @@ async def test_findings_bar_names_causes_and_keys():
         assert len(shown) == 5
         for line, f in zip(shown, bar.findings[:4], strict=False):
             icon = "✖" if f.severity.name == "CRITICAL" else "▲"
-            assert line.startswith(f"[{f.action}] {icon} "), line
-            message = line.removeprefix(f"[{f.action}] {icon} ")
+            hint = f"[{FIX_KEYS[f.fix]}] " if f.fix in FIX_KEYS else ""
+            assert line.startswith(f"{hint}{icon} "), line
+            message = line.removeprefix(f"{hint}{icon} ")
             assert f.message.startswith(message.removesuffix("…")), (line, f.message)
         assert shown[0] == ("[u] ✖ comfyui-qwen: the token on disk is refused (401): the "
                             "server's PASSWORD holds another hash")

@@ -110,7 +110,7 @@ def test_running_but_port_unreachable(outcome):
     snap = healthy(probes=[ok_probe("qwen", outcome=outcome, auth="unknown"), ok_probe("orch")])
     assert codes(snap)[:1] == [("port_unreachable", "qwen")]
     f = diagnose(snap, CFG, now=NOW)[0]
-    assert f.severity is Severity.CRITICAL and f.action == "r"
+    assert f.severity is Severity.CRITICAL and f.fix == "restart"
 
 
 def test_port_unreachable_while_health_starting_is_a_warning():
@@ -159,7 +159,7 @@ def test_rejected_because_server_kept_an_older_hash_is_token_stale():
                                         log_fingerprint="fp:oldoldoldo")]
     snap = healthy(probes=[ok_probe("qwen", auth="rejected"), ok_probe("orch")], tokens=tokens)
     got = [f for f in diagnose(snap, CFG, now=NOW) if f.service == "qwen"]
-    assert [(f.code, f.action) for f in got] == [("token_stale", "r")]
+    assert [(f.code, f.fix) for f in got] == [("token_stale", "restart")]
 
 
 def test_password_file_changed_after_start_is_token_stale():
@@ -184,7 +184,7 @@ def test_token_drift_and_file_problems():
         fingerprints={"fp:a": ["secrets"], "fp:b": ["env"]})
     findings = diagnose(healthy(tokens=tokens), CFG, now=NOW)
     drift = next(f for f in findings if f.code == "token_drift")
-    assert drift.action == "u" and "env" in drift.message
+    assert drift.fix == "unify" and "env" in drift.message
     problems = [f for f in findings if f.code == "token_file_problem"]
     assert len(problems) == 2
     assert "key_in_value, compose_interpolation" in problems[0].message
@@ -251,7 +251,7 @@ def test_rejected_while_its_password_still_holds_the_logged_hash_is_token_reject
                                         log_fingerprint="fp:bbbbbbbbbb")]
     snap = healthy(probes=[ok_probe("qwen", auth="rejected"), ok_probe("orch")], tokens=tokens)
     got = {f.code: f for f in diagnose(snap, CFG, now=NOW) if f.service == "qwen"}
-    assert list(got) == ["token_rejected"] and got["token_rejected"].action == "u"
+    assert list(got) == ["token_rejected"] and got["token_rejected"].fix == "unify"
 
 
 def test_rewritten_password_wins_over_a_stale_copy_elsewhere():

@@ -281,7 +281,8 @@ def test_no_hash_nor_fingerprint_leaks():
     fp = fingerprint(HASH)
     snap = snapshot()
     snap.findings.append(Finding("token_stale", Severity.WARNING, "qwen",
-                                 f"server uses {HASH} ({fp})", action=f"unify {HASH}"))
+                                 f"server uses {HASH} ({fp})", fix="unify",
+                                 paths=(f"/srv/{HASH}",)))
     snap.probes[1].detail = f"401 with {HASH}"
     snap.containers[0].action = f"restart failed: {HASH}"
     snap.containers.append(ContainerInfo(f"svc-{HASH}", f"c-{fp}", state="running"))
