@@ -158,8 +158,10 @@ def use_fingerprint_key(cfg: configmod.Config) -> None:
     """Fingerprints keyed per install, so every face and run of this stack agrees (see
     genai_tui.secret); without a usable key file they are valid for this run only."""
     from genai_tui import secret
+    from genai_tui.sources.tokens import read
 
-    secret.use_key_file(cfg.tokens.state_dir)
+    if secret.use_key_file(cfg.tokens.state_dir) is None:
+        read.use_verdict_cache(cfg.tokens.state_dir)
 
 
 def ssh_frame_rate() -> None:

@@ -37,6 +37,7 @@ KEY_BYTES = 32
 KEY_FILE = "fingerprint.key"
 
 _key: bytes | None = None
+_key_from_file = False  # the key is the install's (stable across runs), not this process's
 _key_lock = threading.Lock()
 
 
@@ -46,6 +47,17 @@ def fingerprint(value: str) -> str:
     digest = hmac.new(_current_key(), b"genai-tui fingerprint v2\0" + value.encode("utf-8"),
                       hashlib.sha256).hexdigest()
     return "fp:" + digest[:10]
+
+
+def digest(purpose: str, *parts: str) -> str | None:
+    """A full keyed digest of `parts` for `purpose` (domain-separated from fingerprints, so
+    no stored digest equals anything printed), or None when the key lives only in this
+    process: such a digest would mean nothing to the next run."""
+    if not _key_from_file:
+        return None
+    data = b"genai-tui " + purpose.encode() + b"\0" + b"\0".join(
+        p.encode("utf-8", "surrogatepass") for p in parts)
+    return hmac.new(_current_key(), data, hashlib.sha256).hexdigest()
 
 
 def raw_label(verified_hash: str | None) -> str:
@@ -61,13 +73,14 @@ def _current_key() -> bytes:
         return _key
 
 
-def set_key(key: bytes) -> None:
+def set_key(key: bytes, *, from_file: bool = False) -> None:
     """Use `key` for every fingerprint from now on (tests, and `use_key_file`)."""
-    global _key
+    global _key, _key_from_file
     if len(key) < 16:
         raise ValueError("a fingerprint key needs at least 16 bytes")
     with _key_lock:
         _key = bytes(key)
+        _key_from_file = from_file
 
 
 def use_key_file(state_dir: Path) -> str | None:
@@ -83,7 +96,7 @@ def use_key_file(state_dir: Path) -> str | None:
         return f"fingerprint key {path}: {(exc.strerror or type(exc).__name__).lower()}"
     except ValueError as exc:
         return f"fingerprint key {path}: {exc}"
-    set_key(key)
+    set_key(key, from_file=True)
     return None
 
 

@@ -30,7 +30,7 @@ import bcrypt
 from genai_tui.config import TokenLocation, TokensConfig
 from genai_tui.model import TokenLocationStatus, TokensReport
 from genai_tui.safety import redact
-from genai_tui.secret import BCRYPT_ANYWHERE, BCRYPT_RE, fingerprint, raw_label
+from genai_tui.secret import BCRYPT_ANYWHERE, BCRYPT_RE, digest, fingerprint, raw_label
 from genai_tui.sources import envfile
 from genai_tui.sources.tokens import fsutil
 
@@ -92,24 +92,81 @@ def _hash_problem(value: str) -> str:
 _CHECK_CACHE: OrderedDict[tuple[str, str], bool] = OrderedDict()
 _CHECK_LOCK = threading.Lock()
 _CHECK_MAX = 256
+VERDICT_FILE = "bcrypt-verdicts"
+_verdict_file: Path | None = None
+_verdicts: dict[str, bool] | None = None  # the file's entries, read once per process
+
+
+def use_verdict_cache(state_dir: Path | None) -> None:
+    """Keep bcrypt verdicts across runs in `state_dir` (0600): `check`, run every minute
+    by a monitoring system, then pays no bcrypt verification (~0.25 s at cost 12) for
+    files that did not change. Entries are keyed digests of (raw, hash) under the
+    install's fingerprint key, domain-separated from fingerprints: no secret, nothing
+    printed elsewhere, nothing testable offline without the key. A changed file gives a
+    new digest, so a stale verdict is never used."""
+    global _verdict_file, _verdicts
+    with _CHECK_LOCK:
+        _verdict_file = None if state_dir is None else Path(state_dir) / VERDICT_FILE
+        _verdicts = None
+
+
+def _disk_verdicts() -> dict[str, bool]:
+    """The stored verdicts; an unusable file (a link, another user's, readable by others,
+    garbled) counts as empty and is replaced on the next write."""
+    global _verdicts
+    if _verdicts is None:
+        _verdicts = {}
+        if _verdict_file is not None:
+            try:
+                data, st = fsutil.read_regular(_verdict_file, 64 * 1024, follow=False)
+            except (OSError, fsutil.NotRegular):
+                return _verdicts
+            if st.st_uid == os.geteuid() and not st.st_mode & 0o077:
+                for line in data.decode("ascii", "replace").splitlines()[-_CHECK_MAX:]:
+                    key, _, ok = line.partition(" ")
+                    if len(key) == 64 and ok in ("0", "1"):
+                        _verdicts[key] = ok == "1"
+    return _verdicts
+
+
+def _store_verdict(key: str, ok: bool) -> None:
+    stored = _disk_verdicts()
+    stored[key] = ok
+    while len(stored) > _CHECK_MAX:
+        stored.pop(next(iter(stored)))
+    if _verdict_file is None or not _verdict_file.parent.is_dir():
+        return
+    data = "".join(f"{k} {int(v)}\n" for k, v in stored.items()).encode("ascii")
+    try:
+        fsutil.atomic_write(_verdict_file, data, 0o600)
+    except OSError:
+        pass  # a read-only state folder: verdicts are kept for this run only
 
 
 def check_raw(raw: str, hash_: str) -> bool:
-    """bcrypt.checkpw, cached by fingerprints: each check costs ~0.25 s at cost 12 and the
-    panel re-reads the status every few seconds."""
+    """bcrypt.checkpw, cached by fingerprints in memory and by keyed digests on disk (see
+    `use_verdict_cache`): each check costs ~0.25 s at cost 12, the panel re-reads the
+    status every few seconds, and `check` runs every minute."""
     key = (fingerprint(raw), fingerprint(hash_))
     with _CHECK_LOCK:
         if key in _CHECK_CACHE:
             _CHECK_CACHE.move_to_end(key)
             return _CHECK_CACHE[key]
-    try:
-        ok = bool(raw) and bcrypt.checkpw(raw.encode("utf-8"), hash_.encode("ascii"))
-    except (ValueError, UnicodeError):
-        ok = False  # longer than 72 bytes, or a malformed hash
+        stored_key = digest("bcrypt verdict", raw, hash_) if _verdict_file else None
+        stored = _disk_verdicts().get(stored_key) if stored_key else None
+    if stored is not None:
+        ok = stored
+    else:
+        try:
+            ok = bool(raw) and bcrypt.checkpw(raw.encode("utf-8"), hash_.encode("ascii"))
+        except (ValueError, UnicodeError):
+            ok = False  # longer than 72 bytes, or a malformed hash
     with _CHECK_LOCK:
         _CHECK_CACHE[key] = ok
         while len(_CHECK_CACHE) > _CHECK_MAX:
             _CHECK_CACHE.popitem(last=False)
+        if stored is None and stored_key:
+            _store_verdict(stored_key, ok)
     return ok
 
 
