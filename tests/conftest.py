@@ -19,6 +19,13 @@ TEST_FINGERPRINT_KEY = b"genai-tui test fingerprint key"
 
 
 @pytest.fixture(autouse=True)
+def _private_state_home(tmp_path_factory, monkeypatch) -> None:
+    """Saved logs and the history database go under $XDG_STATE_HOME: a folder of the
+    test's own, never the real home (subprocesses inherit it)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
+
+
+@pytest.fixture(autouse=True)
 def _fingerprint_key() -> None:
     """One fingerprint key for each test, so snapshots are stable even after a test ran
     the CLI in-process (a real install keeps its own random key in its state folder)."""

@@ -6,6 +6,12 @@ this module only decides what to draw. Only the rows on screen are rendered (too
 `ScrollView` + `render_line`, with an LRU of rendered strips), and new lines are taken from
 the follower threads by one timer in batches, so a container printing 20k lines/s costs one
 cheap update every `flush_interval` and the UI never waits on Docker.
+
+Following means the last line is on screen: after every append and every re-layout (wrap,
+timestamps, filter, resize, the compact view switch) the view scrolls to its end again once
+the layout has settled, since a scroll made before it is measured against the old size (a
+horizontal scrollbar appearing, a wrap width changing). Only the user scrolling up pauses it
+(wheel, Up, PageUp, Home, the scrollbar); `End` or `f` resumes.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import re
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
@@ -32,9 +38,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.containers import Vertical
-from textual.events import Key
+from textual.events import Key, MouseScrollUp
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollTo, ScrollUp
 from textual.strip import Strip
 from textual.widgets import Input, Static
 
@@ -65,6 +73,10 @@ CURRENT_STYLE = Style(color="black", bgcolor="bright_cyan", bold=True)
 TS_STYLE = Style(dim=True)
 SERVICE_COLORS = ("cyan", "green", "magenta", "yellow", "bright_blue", "bright_red",
                   "bright_cyan", "bright_green", "bright_magenta", "bright_yellow")
+#: a wrapped line continues under its message unless that leaves fewer cells than this
+MIN_WRAP_TEXT = 20
+#: a status message quotes a whole path (PATH_MAX is 4096)
+MESSAGE_MAX = 4400
 
 
 class LogSourceView(Protocol):
@@ -106,9 +118,19 @@ def _cells(text: str) -> int:
 
 
 class LogView(ScrollView, can_focus=True):
-    """Rows of log lines; knows nothing about followers (the panel feeds it)."""
+    """Rows of log lines; knows nothing about followers (the panel feeds it).
+
+    While `following`, the last row is kept on screen; the user scrolling up clears it and
+    says so (`Paused`), `End` asks the panel to resume (`ResumeRequested`), which first
+    hands over the lines it held meanwhile."""
 
     DEFAULT_CSS = stylesheets.read("logs.tcss")
+
+    class Paused(Message):
+        """The user scrolled up: the view no longer follows (already in effect)."""
+
+    class ResumeRequested(Message):
+        """`End`: the user wants the newest lines, and to follow again."""
 
     def __init__(self, max_lines: int = 5000, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -123,6 +145,7 @@ class LogView(ScrollView, can_focus=True):
         self._filter: re.Pattern[str] | None = None
         self._visible: list[int] | None = None  # matching seqs while a filter is set
         self._row_starts: list[int] | None = None  # wrap mode: first row of each visible line
+        self._rows_width = 0  # the wrap width `_row_starts` was computed for
         self._max_cells = 0  # widest line seen (by `LogLine.hint` until drawn)
         self._widest_stale = False
         self._cache: LRUCache[int, Strip] = LRUCache(1024)
@@ -133,6 +156,9 @@ class LogView(ScrollView, can_focus=True):
         self._service_styles: dict[str, Style] = {}
         self._service_names: dict[str, str] = {}  # config names made printable
         self._service_width = 0
+        #: keep the last row on screen (the panel turns it on; scrolling up turns it off)
+        self.following = True
+        self._stick_pending = False
 
     # ------------------------------------------------------------ data
 
@@ -194,13 +220,12 @@ class LogView(ScrollView, can_focus=True):
                                   default=0)
         self._cache.clear()
 
-    def append(self, lines: list[LogLine], *, follow: bool) -> None:
-        """Add lines; stay at the bottom when following from the bottom, otherwise keep the
-        rows on screen where they are even while old lines are evicted."""
+    def append(self, lines: list[LogLine]) -> None:
+        """Add lines; the last one is shown when following, otherwise the rows on screen
+        stay where they are even while old lines are evicted."""
         if not lines:
             return
-        at_end = self.is_vertical_scroll_end
-        anchor = None if (follow and at_end) else self._anchor()
+        anchor = None if self.following else self._anchor()
         rx = self._filter
         visible = self._visible
         first = self._next_seq
@@ -227,8 +252,8 @@ class LogView(ScrollView, can_focus=True):
             if self.current is not None and self.current < self.first_seq:
                 self.current = None
         self._changed(keep_cache=True)  # a seq's rendering never changes by appending
-        if follow and at_end:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        if self.following:
+            self.stick()
         elif anchor is not None:
             self._restore(anchor)
 
@@ -243,7 +268,9 @@ class LogView(ScrollView, can_focus=True):
             self._visible = [base + i for i in range(self._offset, len(self._lines))
                              if rx.search(self._lines[i].text)]
         self._changed()
-        if anchor is not None and rx is None:
+        if self.following:
+            self.stick()
+        elif anchor is not None and rx is None:
             self._restore(anchor)
         else:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
@@ -254,10 +281,66 @@ class LogView(ScrollView, can_focus=True):
 
     def restyle(self) -> None:
         """Timestamps/wrap/merged changed: every cached row is stale."""
-        anchor = self._anchor()
+        anchor = None if self.following else self._anchor()
         self._changed()
-        if anchor is not None:
+        if self.following:
+            self.stick()
+        elif anchor is not None:
             self._restore(anchor)
+
+    # ------------------------------------------------------------ following
+
+    def stick(self) -> None:
+        """Following: show the last row now, and again once the layout has settled (the
+        size a scroll is measured against may still change: a scrollbar, a new width)."""
+        if not self.following:
+            return
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        if not self._stick_pending and self.is_attached:
+            self._stick_pending = self.call_after_refresh(self._stick_after_layout, True)
+
+    def _stick_after_layout(self, again: bool) -> None:
+        self._stick_pending = False
+        if not self.following or not self.is_attached:
+            return
+        before = self.virtual_size
+        self._update_virtual_size()  # the wrap rows for the width the layout gave us
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        if again and self.virtual_size != before:  # that re-layout may move a scrollbar
+            self._stick_pending = self.call_after_refresh(self._stick_after_layout, False)
+
+    def _user_scrolls_up(self) -> None:
+        if self.following and self.scroll_offset.y > 0:
+            self.following = False
+            self.post_message(self.Paused())
+
+    def action_scroll_up(self) -> None:
+        self._user_scrolls_up()
+        super().action_scroll_up()
+
+    def action_page_up(self) -> None:
+        self._user_scrolls_up()
+        super().action_page_up()
+
+    def action_scroll_home(self) -> None:
+        self._user_scrolls_up()
+        super().action_scroll_home()
+
+    def action_scroll_end(self) -> None:
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.post_message(self.ResumeRequested())
+
+    def _on_mouse_scroll_up(self, event: MouseScrollUp) -> None:
+        # Widget's own handler runs after this one and does the scrolling
+        if not (event.ctrl or event.shift):
+            self._user_scrolls_up()
+
+    def _on_scroll_up(self, event: ScrollUp) -> None:  # a click above the scrollbar's thumb
+        self._user_scrolls_up()
+
+    def _on_scroll_to(self, message: ScrollTo) -> None:  # the scrollbar's thumb dragged
+        if message.y is not None and message.y < self.max_scroll_y:
+            self._user_scrolls_up()
 
     def _changed(self, keep_cache: bool = False) -> None:
         if not keep_cache:
@@ -290,17 +373,25 @@ class LogView(ScrollView, can_focus=True):
     def _wrap_width(self) -> int:
         return max(10, self.scrollable_content_region.width or self.size.width or 80)
 
+    def _indent(self, width: int) -> int:
+        """Cells before a wrapped line's continuation rows: under the message, past the
+        time and service prefix (at column 0 when that would leave too little room)."""
+        prefix = self._prefix_cells()
+        return prefix if width - prefix >= MIN_WRAP_TEXT else 0
+
     def _rows(self) -> list[int]:
-        if self._row_starts is None:
-            width = self._wrap_width()
+        width = self._wrap_width()
+        if self._row_starts is None or self._rows_width != width:
             prefix = self._prefix_cells()
+            rest = width - self._indent(width)  # cells of text on a continuation row
             starts = [0]
             total = 0
             for i in range(self._visible_count()):
                 cells = self.width(self._seq_at(i)) + prefix
-                total += max(1, -(-cells // width))
+                total += 1 if cells <= width else 1 + -(-(cells - width) // rest)
                 starts.append(total)
             self._row_starts = starts
+            self._rows_width = width
         return self._row_starts
 
     def _row_count(self) -> int:
@@ -354,7 +445,13 @@ class LogView(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         if self.wrap:
-            self.restyle()
+            self.restyle()  # sticks when following
+        else:
+            self.stick()
+
+    def on_show(self) -> None:
+        """Shown again (the compact view switch): lines came while hidden."""
+        self.stick()
 
     # ------------------------------------------------------------ jumps
 
@@ -399,7 +496,12 @@ class LogView(ScrollView, can_focus=True):
             self._cache[seq] = strip
         if self.wrap:
             w = self._wrap_width()
-            return strip.crop_extend(sub * w, (sub + 1) * w, base_style)
+            if sub == 0:
+                return strip.crop_extend(0, w, base_style)
+            indent = self._indent(w)
+            start = w + (sub - 1) * (w - indent)
+            rest = strip.crop_extend(start, start + w - indent, base_style)
+            return Strip.join([Strip.blank(indent, base_style), rest]) if indent else rest
         return strip.crop_extend(scroll_x, scroll_x + width, base_style)
 
     def _render_entry(self, seq: int, base_style: Style) -> Strip:
@@ -440,26 +542,33 @@ class LogView(ScrollView, can_focus=True):
         if widest != self._max_cells:
             self._max_cells = widest
             self._update_virtual_size()
+            self.stick()  # the horizontal scrollbar may come or go with the new width
 
 
 class LogPanel(Vertical):
     """Follows one service (`follow_service`) or all of them (`follow_all`).
 
     Keys while focused: `/` filter, `n`/`N` next/previous match, `Esc` clear the filter,
-    `f` follow/pause, `t` timestamps, `w` wrap, `s` save the view to a file."""
+    `f` follow/pause, `End` follow, `t` timestamps, `w` wrap, `s` save the view to a file
+    (in `logs_dir()`). Scrolling up pauses following; lines that come meanwhile are held
+    (and counted in the status) until `End` or `f`."""
 
     DEFAULT_CSS = stylesheets.read("logs.tcss")
 
     #: ids are `logs.<name>` so `[keys] <name> = "..."` in the config can rebind them
     BINDINGS = [
         Binding("slash", "start_filter", "Filter", key_display="/", id="logs.filter"),
-        Binding("n", "next_match", "Next match", id="logs.next_match"),
-        Binding("N", "prev_match", "Prev match", key_display="N", id="logs.prev_match"),
+        # the footer lists the focused panel's keys first: only two of these are shown
+        # there (all are in `?` and the palette), so that the dashboard's own keys (l, p,
+        # u …) still fit beside them at 120 columns
+        Binding("n", "next_match", "Next match", show=False, id="logs.next_match"),
+        Binding("N", "prev_match", "Prev match", key_display="N", show=False,
+                id="logs.prev_match"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="logs.clear_filter"),
         Binding("f", "toggle_follow", "Follow/pause", id="logs.follow"),
-        Binding("t", "toggle_timestamps", "Timestamps", id="logs.timestamps"),
-        Binding("w", "toggle_wrap", "Wrap", id="logs.wrap"),
-        Binding("s", "save", "Save view", id="logs.save"),
+        Binding("t", "toggle_timestamps", "Timestamps", show=False, id="logs.timestamps"),
+        Binding("w", "toggle_wrap", "Wrap", show=False, id="logs.wrap"),
+        Binding("s", "save", "Save view", show=False, id="logs.save"),
     ]
 
     def __init__(self, config: Config, *, id: str | None = None, hub: LogHub | None = None,
@@ -477,7 +586,6 @@ class LogPanel(Vertical):
                                   id="log-filter")
         self.source: LogSourceView | None = None
         self.label = ""
-        self.follow = True
         self._held: deque[LogLine] = deque(maxlen=cfg.buffer_lines)
         self._new_while_paused = 0
         self._message = ""
@@ -485,6 +593,11 @@ class LogPanel(Vertical):
         self._last_total = 0
         self._skip_flushes = 0
         self.saved_path: Path | None = None
+
+    @property
+    def follow(self) -> bool:
+        """Following (the view's own flag: scrolling up clears it at once)."""
+        return self.view.following
 
     @property
     def hub(self) -> LogHub:
@@ -538,7 +651,7 @@ class LogPanel(Vertical):
             names += sorted({ln.service for ln in safe} - set(names))
             self.view.set_services(names)
         self._switch(None, label, merged=merged)
-        self.view.append(safe, follow=True)
+        self.view.append(safe)
         self._update_status(force=True)
 
     # ------------------------------------------------------------ internals
@@ -551,9 +664,9 @@ class LogPanel(Vertical):
         self.view.clear()
         self._held.clear()
         self._new_while_paused = 0
-        self.follow = True
+        self.view.following = True
         if source is not None:
-            self.view.append(source.snapshot(), follow=True)
+            self.view.append(source.snapshot())
             self._last_total = source.total
         self._update_status(force=True)
 
@@ -569,7 +682,7 @@ class LogPanel(Vertical):
                 self._skip_flushes = FLOOD_SKIP
             total = source.total
             if self.follow:
-                self.view.append(lines, follow=True)
+                self.view.append(lines)
             else:
                 # counted from the follower's monotonic total, so lines that overflowed
                 # the hand-off queue between two ticks are counted too
@@ -583,7 +696,8 @@ class LogPanel(Vertical):
         if self.follow:
             parts.append("following")
         else:
-            parts.append(f"paused (+{self._new_while_paused} new)")
+            n = self._new_while_paused
+            parts.append(f"paused · {n} new line{'' if n == 1 else 's'} below")
         rx = self.view.filter
         if rx is not None:
             parts.append(f"filter /{rx.pattern}/ {self.view.match_count} matches")
@@ -599,7 +713,7 @@ class LogPanel(Vertical):
             if state and state != "following":
                 parts.append(one_line(state, 200))
         if self._message:
-            parts.append(one_line(self._message, 300))
+            parts.append(one_line(self._message, MESSAGE_MAX))
         # each part cleaned on its own (an unterminated sequence in one must not swallow
         # the rest); the filter's regex is user text, shown as typed but printable
         text = "".join(ch if ch.isprintable() else "?" for ch in " · ".join(parts))
@@ -681,21 +795,32 @@ class LogPanel(Vertical):
         self._update_status(force=True)
 
     def _pause(self) -> None:
-        if self.follow:
-            self.follow = False
-            self._new_while_paused = 0
+        self.view.following = False  # lines held from now on (counted from 0: see _resume)
+
+    def _resume(self) -> None:
+        """Follow again: the held lines first, then the last line on screen at once."""
+        held = list(self._held)
+        self._held.clear()
+        self._new_while_paused = 0
+        self.view.following = True
+        self.view.append(held)
+        self.view.stick()
+        self._update_status(force=True)
+
+    def on_log_view_paused(self, event: LogView.Paused) -> None:
+        event.stop()
+        self._update_status(force=True)
+
+    def on_log_view_resume_requested(self, event: LogView.ResumeRequested) -> None:
+        event.stop()
+        self._resume()
 
     def action_toggle_follow(self) -> None:
         if self.follow:
             self._pause()
+            self._update_status(force=True)
         else:
-            self.follow = True
-            held = list(self._held)
-            self._held.clear()
-            self._new_while_paused = 0
-            self.view.append(held, follow=True)
-            self.view.scroll_end(animate=False, immediate=True, x_axis=False)
-        self._update_status(force=True)
+            self._resume()
 
     def action_toggle_timestamps(self) -> None:
         self.view.show_ts = not self.view.show_ts
@@ -722,12 +847,14 @@ class LogPanel(Vertical):
 
     @work(thread=True, exclusive=True, group="log-save", exit_on_error=False)
     def _save(self, name: str, text: str, count: int) -> None:
+        folder = logs_dir()
         try:
-            path: Path | None = save_text(self.config.base_dir, name, text)
+            path: Path | None = save_text(folder, name, text)
             message = f"saved {count} lines to {path}"
         except OSError as exc:
             path = None
-            message = f"could not save the log: {exc.strerror or type(exc).__name__}"
+            message = (f"could not save the log in {folder}: "
+                       f"{exc.strerror or type(exc).__name__}")
         try:
             self.app.call_from_thread(self._saved, path, message)
         except RuntimeError:  # the app is already gone
@@ -735,17 +862,30 @@ class LogPanel(Vertical):
 
     def _saved(self, path: Path | None, message: str) -> None:
         self.saved_path = path
-        message = one_line(message, 300)  # quotes a path: the config's base folder
+        # quotes a path ($XDG_STATE_HOME comes from the environment): cleaned, but whole
+        message = one_line(message, MESSAGE_MAX)
         self._message = message
         self.notify(message, severity="information" if path else "error", markup=False)
         self._update_status(force=True)
 
 
-def save_text(base_dir: Path, name: str, text: str) -> Path:
-    """Write `text` to `<base>/.genai-tui/logs/<name>-<UTC time>.log`: folder 0700, file
-    0600, atomically (a temp file in the same folder, fsync, rename) and never over an
+def logs_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where saved views go: `$XDG_STATE_HOME/genai-tui/logs`, by default
+    `~/.local/state/genai-tui/logs` — the user's own state, since the config's folder may
+    be read-only (/etc). A relative `XDG_STATE_HOME` is ignored, as the XDG spec says."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_STATE_HOME") or ""
+    if not os.path.isabs(base):
+        home = env.get("HOME") or str(Path.home())
+        base = os.path.join(home, ".local", "state")
+    return Path(base) / "genai-tui" / "logs"
+
+
+def save_text(folder: Path, name: str, text: str) -> Path:
+    """Write `text` to `<folder>/<name>-<UTC time>.log`: folder 0700, file 0600,
+    atomically (a temp file in the same folder, fsync, rename) and never over an
     existing file."""
-    folder = Path(base_dir) / ".genai-tui" / "logs"
+    folder = Path(folder)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "logs"

@@ -32,6 +32,12 @@ from tests.ui.helpers import screen_text, wait_until
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
+@pytest.fixture(autouse=True)
+def _state_home(tmp_path, monkeypatch) -> None:
+    """Saved views go to $XDG_STATE_HOME/genai-tui/logs: the test's own, not the user's."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 def ts(i: int, ms: int = 0) -> bytes:
     t = time.gmtime(T0 + i)
     return time.strftime("%Y-%m-%dT%H:%M:%S", t).encode() + b".%03d000000Z " % ms
@@ -286,10 +292,10 @@ async def test_pause_counts_new_lines_and_resume_shows_them(tmp_path):
         sources["qwen"].lines([f"before {i}" for i in range(30)])
         await wait_until(pilot, lambda: panel.view.line_count == 30)
         await pilot.press("f")
-        assert "paused (+0 new)" in panel.status_text
+        assert "paused · 0 new lines below" in panel.status_text
         rows_before = widget_rows(panel)
         sources["qwen"].lines([f"during {i}" for i in range(57)], start=30)
-        await wait_until(pilot, lambda: "paused (+57 new)" in panel.status_text)
+        await wait_until(pilot, lambda: "paused · 57 new lines below" in panel.status_text)
         assert panel.view.line_count == 30
         assert widget_rows(panel) == rows_before
         await pilot.press("f")
@@ -326,9 +332,11 @@ async def test_timestamps_and_wrap_toggles(tmp_path):
         await pilot.press("w")
         rows = [r.rstrip() for r in widget_rows(panel) if r.strip()]
         width = panel.view.scrollable_content_region.width
-        assert len(rows) == 1 + -(-(13 + 150) // width)  # wrapped at the view width
+        # wrapped at the view width, continued under the message (past the 13-cell time)
+        assert len(rows) == 1 + 1 + -(-(13 + 150 - width) // (width - 13))
         assert all(len(r) <= width for r in rows)
-        assert "".join(rows[1:]).replace("00:00:01.000 ", "") == "x" * 150
+        assert all(r.startswith(" " * 13 + "x") for r in rows[2:])
+        assert "".join(r.strip() for r in rows[1:]).replace("00:00:01.000 ", "") == "x" * 150
         assert "wrap" in panel.status_text and "times UTC" in panel.status_text
         await pilot.press("w", "t")
         rows = [r.rstrip() for r in widget_rows(panel) if r.strip()]
@@ -366,7 +374,7 @@ async def test_save_writes_the_filtered_view_privately(tmp_path):
         await pilot.press("s")
         await wait_until(pilot, lambda: panel.saved_path is not None)
         path = panel.saved_path
-        assert path.parent == tmp_path / ".genai-tui" / "logs"
+        assert path.parent == tmp_path / "state" / "genai-tui" / "logs"
         assert path.name.startswith("qwen-") and path.suffix == ".log"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
@@ -475,7 +483,7 @@ def test_saved_file_modes_survive_a_restrictive_umask(tmp_path):
         path = save_text(tmp_path, "../../etc/passwd", "x\n")
     finally:
         os.umask(old)
-    assert path.parent == tmp_path / ".genai-tui" / "logs"
+    assert path.parent == tmp_path
     assert path.name.startswith("etc_passwd-")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
