@@ -3,6 +3,8 @@ from the Docker events stream); it renders, it never asks a source."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from rich.text import Text
@@ -13,21 +15,35 @@ from textual.widgets import DataTable, Static
 from genai_tui.config import Config
 from genai_tui.model import ContainerInfo, DockerStatus
 from genai_tui.ui import stylesheets
-from genai_tui.ui.render import add_row, forget_cells, plain, set_cell
-
-COLUMNS = (
-    ("service", "Service", 19),
-    ("container", "Container", 22),
-    ("state", "State", 10),
-    ("health", "Health", 12),
-    ("uptime", "Up", 5),
-    ("restarts", "Rst", 3),
-    ("exit", "Exit", 7),
-    ("ports", "Ports", 20),
-    ("image", "Image", 18),
+from genai_tui.ui.render import (
+    Col,
+    add_row,
+    cut,
+    fit_columns,
+    forget_cells,
+    natural_widths,
+    plain,
+    set_cell,
+    table_width,
 )
-#: columns dropped when the panel is narrow: (min inner width, hidden columns)
-LEVELS = ((128, ()), (100, ("image",)), (0, ("container", "image", "uptime")))
+
+#: every column, in order, and how it gives way (render.fit_columns): states, counts
+#: and the exit code are never cut; the ports' first mapping never is either (a port cut
+#: to `->818` reads as another port); names and the image take what is left, the
+#: container name and the image go first when the panel is narrow, then the uptime
+COLUMNS = (
+    Col("service", "Service", min=10, max=64, grow=0),
+    Col("container", "Container", min=12, max=128, drop=2, grow=2),
+    Col("state", "State", fixed=7),
+    Col("health", "Health", fixed=7),
+    Col("uptime", "Up", fixed=6, drop=1),
+    Col("restarts", "Rst", fixed=3),
+    Col("exit", "Exit", fixed=4),
+    Col("ports", "Ports", min=9, max=200, grow=1),
+    Col("image", "Image", min=12, max=200, drop=3, grow=3),
+)
+#: the uptime is redrawn this often (only its cells, only when their text changes)
+UPTIME_TICK = 1.0
 
 STATE_STYLE = {
     "running": "green",
@@ -60,14 +76,20 @@ def uptime_text(info: ContainerInfo, now: datetime | None = None) -> str:
     return human_duration((now - info.started_at).total_seconds())
 
 
-def row_cells(info: ContainerInfo, now: datetime | None = None) -> dict[str, Text | str]:
+def row_cells(info: ContainerInfo, now: datetime | None = None, *,
+              looping_since: datetime | None = None) -> dict[str, Text | str]:
     """What each column shows for one service. Every text from the config or Docker goes
     through `plain` (one clean line, never markup)."""
     state = info.state
     if info.looping:
-        state_text = Text("looping", style="bold red reverse")
+        since = f" since {looping_since.astimezone():%H:%M}" if looping_since else ""
+        state_text = Text("looping" + since, style="bold red reverse")
     else:
         state_text = plain(state, 20, style=STATE_STYLE.get(state, ""))
+    if info.running and info.stopping_since is not None:  # SIGTERM seen, no `die` yet
+        waited = (now or datetime.now(UTC)) - info.stopping_since
+        state_text = Text(f"stopping · {max(0, int(waited.total_seconds()))} s",
+                          style="bold yellow")
     if info.action:
         failed = info.action.startswith("restart failed")
         state_text = Text("restart ✗", style="bold red") if failed else \
@@ -122,7 +144,13 @@ class ContainersPanel(Vertical):
         self.config = config
         self.border_title = "Containers"
         self._infos: dict[str, ContainerInfo] = {}
-        self._hidden: tuple[str, ...] = ()
+        #: column key -> width, in order (what the table shows now)
+        self._widths: dict[str, int] = {}
+        #: the full text of every cell, before any cut (row -> column -> text)
+        self._full: dict[str, dict[str, Text]] = {}
+        #: (code, service) -> when that finding opened, from the history store (the app
+        #: sets it when history is on): "looping since 02:51"
+        self.since: Callable[[str, str], datetime | None] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="docker-banner")
@@ -132,38 +160,73 @@ class ContainersPanel(Vertical):
 
     @property
     def columns(self) -> list[tuple[str, str, int]]:
-        return [c for c in COLUMNS if c[0] not in self._hidden]
+        """(key, label, width) of the columns shown now."""
+        labels = {c.key: c.label for c in COLUMNS}
+        return [(k, labels[k], w) for k, w in self._widths.items()]
 
-    def _build_table(self) -> None:
-        table = self.query_one(DataTable)
-        cursor = table.cursor_row
-        table.clear(columns=True)
-        forget_cells(table)
-        for key, label, width in self.columns:
-            table.add_column(label, key=key, width=width)
+    def _info_for(self, name: str) -> ContainerInfo:
+        info = self._infos.get(name)
+        if info is None:
+            svc = next(s for s in self.config.services if s.name == name)
+            info = ContainerInfo(service=svc.name, container=svc.container_name,
+                                 state="…", runtime=svc.runtime)
+        return info
+
+    def _cells(self, info: ContainerInfo) -> dict[str, Text]:
+        since = self.since("restart_loop", info.service) if self.since and info.looping \
+            else None
+        cells = {k: v if isinstance(v, Text) else Text(v)
+                 for k, v in row_cells(info, looping_since=since).items()}
+        if info.state == "…":
+            cells["state"] = Text("…", style="dim")
+        return cells
+
+    def _fit(self) -> dict[str, int]:
+        """Column widths for the panel's width and what the rows hold now."""
+        rows = [self._full[s.name] for s in self.config.services if s.name in self._full]
+        natural = natural_widths(rows)
+        first_port = max((len(_first_port(info)) for info in self._infos.values()),
+                         default=0)
+        cols = [replace(c, min=max(c.min, first_port)) if c.key == "ports" else c
+                for c in COLUMNS]
+        return fit_columns(cols, table_width(self), natural)
+
+    def _relayout(self) -> None:
+        """Rebuild the table when the widths changed (a resize, a longer value), else
+        touch only the cells whose text changed."""
         for svc in self.config.services:
-            info = self._infos.get(svc.name)
-            if info is None:
-                info = ContainerInfo(service=svc.name, container=svc.container_name,
-                                     state="…", runtime=svc.runtime)
-            cells = row_cells(info)
-            if info.state == "…":
-                cells["state"] = Text("…", style="dim")
-            add_row(table, svc.name, {k: cells[k] for k, _, _ in self.columns})
-        if table.row_count:
-            table.move_cursor(row=min(cursor, table.row_count - 1))
+            self._full[svc.name] = self._cells(self._info_for(svc.name))
+        widths = self._fit()
+        table = self.query_one(DataTable)
+        if widths != self._widths or table.row_count != len(self.config.services):
+            self._widths = widths
+            cursor = table.cursor_row
+            table.clear(columns=True)
+            forget_cells(table)
+            for key, label, width in self.columns:
+                table.add_column(label, key=key, width=width)
+            for svc in self.config.services:
+                add_row(table, svc.name, self._shown(svc.name))
+            if table.row_count:
+                table.move_cursor(row=min(cursor, table.row_count - 1))
+        else:
+            for svc in self.config.services:
+                for key, value in self._shown(svc.name).items():
+                    set_cell(table, svc.name, key, value)
+        self._show_cut()
+
+    def _shown(self, name: str) -> dict[str, Text]:
+        full = self._full[name]
+        return {key: cut(full[key], width) for key, width in self._widths.items()}
 
     def on_resize(self) -> None:
-        """Drop the least useful columns rather than cut the useful ones."""
-        width = self.content_size.width
-        hidden = next(h for w, h in LEVELS if width >= w)
-        if hidden != self._hidden:
-            self._hidden = hidden
-            self._build_table()
+        """Share the new width by priority (render.fit_columns)."""
+        if self._full:
+            self._relayout()
 
     def on_mount(self) -> None:
-        self._build_table()
-        self.set_interval(10.0, self._tick_uptime)
+        self._relayout()
+        self.set_interval(UPTIME_TICK, self._tick_uptime)
 
     # -- rendering
     def apply(self, status: DockerStatus | None, infos: list[ContainerInfo], *,
@@ -178,20 +241,43 @@ class ContainersPanel(Vertical):
                 banner.update(plain(f"{status.error or 'Docker engine unreachable'}{retry}",
                                     300))
                 self.add_class("-unreachable")
+        known = {s.name for s in self.config.services}
         for info in infos:
-            self._infos[info.service] = info
-            self._update_row(info)
-
-    def _update_row(self, info: ContainerInfo) -> None:
-        table = self.query_one(DataTable)
-        cells = row_cells(info)
-        for key, _, _ in self.columns:
-            set_cell(table, info.service, key, cells[key])
+            if info.service in known:
+                self._infos[info.service] = info
+        self._relayout()
 
     def _tick_uptime(self) -> None:
-        for info in self._infos.values():
-            if info.running:
-                self._update_row(info)
+        """Once a second: the uptime cells only, and only those whose text changed (a
+        running container's uptime must not wait for the next Docker event)."""
+        table = self.query_one(DataTable)
+        now = datetime.now(UTC)
+        for name, info in self._infos.items():
+            if not info.running or name not in self._full:
+                continue
+            ticking = {"uptime": Text(uptime_text(info, now))}
+            if info.stopping_since is not None:  # "stopping · 4 s" counts too
+                ticking["state"] = row_cells(info, now)["state"]
+            for column, text in ticking.items():
+                if column in self._widths:
+                    self._full[name][column] = text
+                    set_cell(table, name, column, cut(text, self._widths[column]))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_cut()
+
+    def _show_cut(self) -> None:
+        """The selected row's cut cells, in full, in the bottom border: nothing shown
+        cut is out of reach."""
+        name = self.selected_service
+        full = self._full.get(name or "")
+        if name is None or full is None:
+            self.border_subtitle = ""
+            return
+        labels = {c.key: c.label for c in COLUMNS}
+        parts = [f"{labels[k]} {full[k].plain}" for k, w in self._widths.items()
+                 if full[k].cell_len > w]
+        self.border_subtitle = plain(" · ".join(parts), 300) if parts else ""
 
     # -- selection and actions
     @property
@@ -207,3 +293,7 @@ class ContainersPanel(Vertical):
 
     def info(self, service: str) -> ContainerInfo | None:
         return self._infos.get(service)
+
+
+def _first_port(info: ContainerInfo) -> str:
+    return info.ports[0].label().removesuffix("/tcp") if info.ports else ""

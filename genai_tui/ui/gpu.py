@@ -8,6 +8,7 @@ VRAM view from its `/system_stats`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -47,18 +48,28 @@ def fmt_mib(mib: float | None, *, unit: bool = True) -> str:
     return f"{value:.1f}{suffix}" if unit else f"{value:.1f}"
 
 
+def fmt_size(mib: float | None) -> str:
+    """`14.8 GiB`, `512 MiB`: a size with its unit spelled out."""
+    short = fmt_mib(mib)
+    if short == "n/a":
+        return short
+    return f"{short[:-1]} {short[-1]}iB"
+
+
 def fmt_pair(used: float | None, total: float | None) -> str:
-    """`18.1/24.0G`: one unit for both, taken from the total."""
+    """`18.1/24.0 GiB` (used/total): one unit for both, taken from the total, and
+    spelled out (a bare `G` next to another panel's numbers was read as GB free)."""
     if total is None:
         return fmt_mib(used)
     total_s = fmt_mib(total)
     suffix = total_s[-1]
     div = {"T": 1024 * 1024, "G": 1024, "M": 1}[suffix]
+    unit = {"T": "TiB", "G": "GiB", "M": "MiB"}[suffix]
     if used is None:
-        return f"n/a/{total_s}"
+        return f"n/a/{total_s[:-1]} {unit}"
     if suffix == "M":
-        return f"{used:.0f}/{total_s}"
-    return f"{used / div:.1f}/{total_s}"
+        return f"{used:.0f}/{total_s[:-1]} {unit}"
+    return f"{used / div:.1f}/{total_s[:-1]} {unit}"
 
 
 def bar(pct: float | None, width: int = BAR_WIDTH) -> Text:
@@ -97,6 +108,37 @@ def owner_label(proc: GpuProcess) -> str:
     if container:
         return f"container {container}"
     return "host"
+
+
+def comfyui_reporter(gpu: GpuInfo) -> str | None:
+    """The ComfyUI service whose `/system_stats` gave this GPU's numbers (None: NVML)."""
+    if not gpu.source.startswith("system_stats:"):
+        return None
+    return gpu.source.split(":", 1)[1]
+
+
+def merge_reported(gpus: Sequence[GpuInfo]) -> list[tuple[GpuInfo, list[str]]]:
+    """Each GPU once, with the ComfyUIs that report it (none for NVML's): ComfyUIs
+    sharing a device each report it (same name, same total), so it is shown once, naming
+    every reporter, with the highest use any of them saw."""
+    out: list[tuple[GpuInfo, list[str]]] = []
+    seen: dict[tuple[str, float | None], tuple[GpuInfo, list[str]]] = {}
+    for gpu in gpus:
+        name = comfyui_reporter(gpu)
+        if name is None:
+            out.append((gpu, []))
+            continue
+        key = (gpu.name, gpu.memory_total_mb)
+        if key not in seen:
+            seen[key] = (dataclasses.replace(gpu), [name])
+            out.append(seen[key])
+            continue
+        first, names = seen[key]
+        names.append(name)
+        if gpu.memory_used_mb is not None and (first.memory_used_mb is None
+                                               or gpu.memory_used_mb > first.memory_used_mb):
+            first.memory_used_mb = gpu.memory_used_mb
+    return out
 
 
 # ---------------------------------------------------------------- widgets
@@ -155,25 +197,27 @@ class GpuCard(Vertical):
         self.mem = Static(classes="gpu-mem")
         self.spark = MemorySparkline(classes="gpu-spark")
         self.procs = Static(classes="gpu-procs")
+        self.source = Static(classes="gpu-source")
 
     def compose(self) -> ComposeResult:
         yield self.head
+        yield self.source
         with Horizontal(classes="gpu-memrow"):
             yield self.mem
             yield self.spark
         yield self.procs
 
-    def show(self, gpu: GpuInfo, history: Sequence[float]) -> None:
+    def show(self, gpu: GpuInfo, history: Sequence[float],
+             reporters: Sequence[str] = ()) -> None:
+        """One GPU; `reporters`: the ComfyUIs whose own view these numbers are."""
         pct = gpu.memory_pct
         warn = pct is not None and pct >= self.warn_pct
         self.set_class(warn, "-warn")
         self.set_class(gpu.error is not None, "-lost")
 
         head = Text()
-        if gpu.source.startswith("system_stats:"):
-            service = one_line(gpu.source.split(":", 1)[1], 64)
-            head.append(service, style="bold")
-            head.append(f" {short_gpu_name(gpu.name)}")
+        if reporters:
+            head.append(short_gpu_name(gpu.name), style="bold")
         else:
             head.append(f"{gpu.index} ", style="bold")
             head.append(f"{short_gpu_name(gpu.name)[:18]:<18}")
@@ -185,17 +229,23 @@ class GpuCard(Vertical):
                 limit = f"/{gpu.power_limit_w:.0f}" if gpu.power_limit_w else ""
                 head.append(f" {gpu.power_w:.0f}{limit}W")
         update_if_changed(self.head, head)
+        # where the numbers come from, when not from NVML: each ComfyUI's own view
+        source = Text()
+        if reporters:
+            source.append("as ComfyUI reports: ", style="dim")
+            source.append(", ".join(one_line(r, 64) for r in reporters))
+        update_if_changed(self.source, source)
+        self.source.display = bool(reporters)
 
         if gpu.error:
             update_if_changed(self.mem, Text("  " + one_line(gpu.error, 200)))
             self.spark.display = False
         else:
-            mem = Text("  ")
+            mem = Text("  VRAM used ")
             if gpu.memory_total_mb is None and gpu.memory_used_mb is None:
-                mem.append("memory n/a", style="dim")
+                mem.append("n/a", style="dim")
             else:
-                mem.append_text(bar(pct))
-                mem.append(f" {fmt_pair(gpu.memory_used_mb, gpu.memory_total_mb):>11}")
+                mem.append(fmt_pair(gpu.memory_used_mb, gpu.memory_total_mb))
                 mem.append(f" {fmt_pct(pct)}")
                 if warn:
                     mem.append("!", style="bold")
@@ -208,10 +258,16 @@ class GpuCard(Vertical):
         lines: list[Text] = []
         shown = gpu.processes[:MAX_PROCS]
         pid_width = max((len(str(p.pid)) for p in shown), default=0)
-        for proc in shown:
+        # columns as wide as what they hold: the owner (often a long container name)
+        # gets the rest of the 44-cell side column
+        names = [one_line(p.name or "?", 10) for p in shown]
+        name_width = max((len(n) for n in names), default=0)
+        sizes = [fmt_size(p.memory_mb) for p in shown]
+        size_width = max((len(x) for x in sizes), default=0)
+        for proc, name, size in zip(shown, names, sizes, strict=True):
             line = Text(f"  {proc.pid:>{pid_width}} ")
-            line.append(f"{one_line(proc.name or '?', 10):<10}")
-            line.append(f" {fmt_mib(proc.memory_mb):>6} ")
+            line.append(f"{name:<{name_width}}")
+            line.append(f" {size:>{size_width}} ")
             owner = owner_label(proc)
             line.append(owner, style="bold" if proc.service else ("dim" if owner == "host"
                                                                    else ""))
@@ -257,7 +313,8 @@ class GpuPanel(Vertical):
         """Render a report (public so tests and the app can feed one directly)."""
         self.report = report
         self.polls += 1
-        gpus = report.gpus
+        merged = merge_reported(report.gpus)
+        gpus = [gpu for gpu, _ in merged]
         keys = [f"{g.source}#{g.index}" for g in gpus]
 
         nvml_gpus = [g for g in gpus if g.source == "nvml"]
@@ -279,20 +336,17 @@ class GpuPanel(Vertical):
             self._history = {k: self._history.get(k, deque(maxlen=HISTORY)) for k in keys}
 
         warn = False
-        for key, gpu in zip(keys, gpus, strict=True):
+        for key, (gpu, reporters) in zip(keys, merged, strict=True):
             hist = self._history[key]
             if gpu.memory_used_mb is not None and not gpu.error:
                 hist.append(gpu.memory_used_mb)
-            self._cards[key].show(gpu, hist)
+            self._cards[key].show(gpu, hist, reporters)
             pct = gpu.memory_pct
             warn = warn or (pct is not None and pct >= self.warn_pct)
         self.set_class(warn, "-warn")
 
     @staticmethod
     def _message_for(report: GpuReport) -> str:
-        if report.error and report.gpus and all(
-                g.source.startswith("system_stats:") for g in report.gpus):
-            return f"{report.error} · VRAM as each ComfyUI reports it"
         if report.error:
             return report.error
         if not report.gpus:

@@ -27,9 +27,10 @@ LABEL = 8
 
 
 def disk_label(path: str) -> str:
-    """The folder's own name, cleaned (a path from the config), cut to the label column."""
+    """The folder's own name, cleaned (a path from the config), cut to the label column
+    with … (the full path is in `check --json`, and on the line when the disk fails)."""
     name = one_line(Path(path).name or path)
-    return name[:LABEL - 1]
+    return name if len(name) <= LABEL - 1 else name[:LABEL - 2] + "…"
 
 
 class HostPanel(Vertical):
@@ -102,7 +103,7 @@ class HostPanel(Vertical):
             text.append("n/a", style="dim")
             return text
         text.append_text(bar(pct, 16))
-        text.append(f" {fmt_pair(used, total):>11} {fmt_pct(pct)}")
+        text.append(f" {fmt_pair(used, total):>13} {fmt_pct(pct)}")
         if warn:
             text.append("!", style="bold")
         return text

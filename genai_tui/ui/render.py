@@ -1,17 +1,23 @@
 """Cheap repaints (a dashboard left open all day mostly re-polls values that did not
-change) and the one way external text is put on screen (`plain`, `notify_plain`)."""
+change), the one way external text is put on screen (`plain`, `notify_plain`), column
+widths shared by priority (`fit_columns`: numbers are never cut, names give way) and the
+NO_COLOR palette."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich.style import Style
+from rich.terminal_theme import TerminalTheme
 from rich.text import Text
 from textual.app import App
 from textual.notifications import SeverityLevel
+from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
+from genai_tui.model import ContainerInfo
 from genai_tui.safety import one_line
 
 
@@ -88,3 +94,141 @@ def _key(value: Text | str) -> object:
         return (value.plain, str(value.style),
                 tuple((s.start, s.end, str(s.style)) for s in value.spans))
     return value
+
+
+# ---------------------------------------------------------------- columns by priority
+
+
+@dataclass(frozen=True)
+class Col:
+    """One table column and how it gives way when the panel is narrow.
+
+    `fixed`: a number or a verdict: always as wide as its widest value (at least `fixed`),
+    never cut. Otherwise a name or free text: at least `min`, at most `max`, and cut with
+    … only when the panel cannot give it its widest value. `drop` > 0: the column may be
+    left out when the panel is too narrow to show the columns before it at full width
+    (the highest `drop` goes first). `grow`: flexible columns get the width that is left
+    in this order (lowest first).
+    """
+
+    key: str
+    label: str
+    fixed: int = 0
+    min: int = 6
+    max: int = 200
+    drop: int = 0
+    grow: int = 0
+
+    @property
+    def flexible(self) -> bool:
+        return self.fixed == 0
+
+
+def fit_columns(columns: Sequence[Col], width: int, natural: Mapping[str, int],
+                padding: int = 1) -> dict[str, int]:
+    """Column widths (by key, in column order) for a table `width` cells wide whose
+    widest values are `natural` (label included). Numbers and verdicts keep their full
+    width; droppable columns are left out first (highest `drop` first), then names and
+    free text shrink to their minimum; a dropped column is absent from the result."""
+    pad = 2 * padding
+
+    def want(c: Col) -> int:
+        n = max(natural.get(c.key, 0), len(c.label))
+        return max(c.fixed, n) if not c.flexible else max(c.min, min(c.max, n))
+
+    def floor(c: Col) -> int:
+        return want(c) if not c.flexible else min(want(c), c.min)
+
+    # the columns that always show at full width, then each droppable one, most useful
+    # first, when it fits at its minimum beside those already taken at full width
+    taken = [c for c in columns if not c.drop]
+    for c in sorted((c for c in columns if c.drop), key=lambda c: c.drop):
+        if sum(want(x) + pad for x in taken) + floor(c) + pad <= width:
+            taken.append(c)
+    shown = [c for c in columns if c in taken]
+    widths = {c.key: floor(c) for c in shown}
+    left = width - sum(w + pad for w in widths.values())
+    for c in sorted((c for c in shown if c.flexible), key=lambda c: c.grow):
+        if left <= 0:
+            break
+        more = min(left, want(c) - widths[c.key])
+        widths[c.key] += more
+        left -= more
+    return {c.key: widths[c.key] for c in shown}
+
+
+def table_width(panel: Widget, default: int = 120) -> int:
+    """The width a DataTable filling `panel` can give its columns: one cell less than the
+    panel's (a table exactly as wide as its region still grows a horizontal scrollbar,
+    a row the panel does not have)."""
+    return max(1, (panel.content_size.width or default) - 1)
+
+
+def cut(text: Text, width: int) -> Text:
+    """`text` in at most `width` cells, ending in … when something was cut (a name cut
+    silently reads as another name)."""
+    if text.cell_len <= width:
+        return text
+    out = text.copy()
+    out.truncate(max(1, width), overflow="ellipsis")
+    return out
+
+
+def cut_at(text: Text, width: int, sep: str = " · ") -> Text:
+    """Like `cut`, but a text made of parts (`queue 2 · VRAM used 21.9/24.0 GiB`) loses
+    whole parts, never half a number: what is left ends in ` …`."""
+    if text.cell_len <= width:
+        return text
+    plain_text = text.plain
+    ends = [i for i in range(len(plain_text)) if plain_text.startswith(sep, i)]
+    fits = [end for end in ends if end + 1 <= width]
+    if fits:
+        out = text[:fits[-1]]
+        out.append(" …" if fits[-1] + 2 <= width else "…")
+        return out
+    return cut(text, width)
+
+
+def natural_widths(rows: Iterable[Mapping[str, Text | str]]) -> dict[str, int]:
+    """The widest value of each column over `rows`."""
+    widest: dict[str, int] = {}
+    for cells in rows:
+        for key, value in cells.items():
+            n = value.cell_len if isinstance(value, Text) else len(value)
+            if n > widest.get(key, 0):
+                widest[key] = n
+    return widest
+
+
+# ---------------------------------------------------------------- NO_COLOR
+
+
+def _with_red(theme: TerminalTheme, red: tuple[int, int, int]) -> TerminalTheme:
+    colours = [tuple(theme.ansi_colors[i]) for i in range(16)]
+    normal, bright = colours[:8], colours[8:]
+    normal[1] = red
+    bg, fg = theme.background_color, theme.foreground_color
+    return TerminalTheme((bg.red, bg.green, bg.blue), (fg.red, fg.green, fg.blue),
+                         normal, bright)
+
+
+def no_color_ansi_themes() -> tuple[TerminalTheme, TerminalTheme]:
+    """(dark, light) ANSI palettes for NO_COLOR. Textual's Monochrome filter turns each
+    colour into its luminance, so the usual ANSI red (every bad state, the findings
+    bar's ✖) became the dimmest grey on a dark background; with these, red is the
+    brightest text on a dark theme and the darkest on a light one (and still bold).
+    Bright red is left as it is: it is the background of the alarm badges
+    (`bright_white on bright_red`), a dark grey behind light text."""
+    from textual._ansi_theme import ALABASTER, MONOKAI
+
+    return _with_red(MONOKAI, (255, 235, 235)), _with_red(ALABASTER, (40, 0, 0))
+
+
+def snapshot_containers(widget: Widget) -> list[ContainerInfo]:
+    """The containers the app's engine last published (a panel told only of its own
+    part still needs them: a probe refused while its container starts is "starting")."""
+    try:
+        snapshot = widget.app.stack.snapshot  # type: ignore[attr-defined]
+    except Exception:  # mounted alone, or no engine
+        return []
+    return list(getattr(snapshot, "containers", []) or [])

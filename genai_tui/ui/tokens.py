@@ -15,27 +15,43 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from genai_tui.config import Config
-from genai_tui.model import TokenLocationStatus, TokensReport
+from genai_tui.model import ContainerInfo, TokenLocationStatus, TokensReport
 from genai_tui.safety import shown
-from genai_tui.sources.tokens import value_counts
 from genai_tui.ui import stylesheets
-from genai_tui.ui.render import plain, set_cell, update_if_changed
-
-COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("name", "location", 10),
-    ("state", "state", 10),
-    ("fp", "fingerprint", 17),  # "raw→fp:" + 10 hex: a raw token by the hash it verifies
-    ("problems", "problems", 10),
-    ("mtime", "mtime", 5),
+from genai_tui.ui.render import (
+    Col,
+    add_row,
+    cut,
+    fit_columns,
+    forget_cells,
+    natural_widths,
+    plain,
+    set_cell,
+    snapshot_containers,
+    table_width,
+    update_if_changed,
 )
 
+#: states and fingerprints are never cut (a fingerprint cut short reads as another);
+#: the location's name takes what is left; problems, then mtime, go first when narrow
+COLUMNS: tuple[Col, ...] = (
+    Col("name", "location", min=8, max=64, grow=0),
+    Col("state", "state", fixed=5),
+    Col("fp", "fingerprint", fixed=13),
+    Col("problems", "issues", min=6, max=80, drop=1, grow=1),
+    Col("mtime", "mtime", fixed=5, drop=2),
+)
+
+#: an alarm badge; under NO_COLOR bright red stays a dark grey behind the white text
+#: (plain red turns light there: render.no_color_ansi_themes)
+STAND_OUT = "bold bright_white on bright_red"
 STATE_STYLES = {
     "ok": "green",
     "missing": "yellow",
     "unreadable": "bold red",
     "invalid": "bold red",
-    "mismatch": "bold white on red",
-    "raw_mismatch": "bold white on red",
+    "mismatch": STAND_OUT,
+    "raw_mismatch": STAND_OUT,
 }
 PROBLEM_SHORT = {
     "crlf": "CRLF", "bom": "BOM", "quoted": "quoted", "whitespace": "blanks",
@@ -48,10 +64,14 @@ PROBLEM_SHORT = {
 safe = shown
 
 
-def state_cell(s: TokenLocationStatus | None) -> Text:
+def state_cell(s: TokenLocationStatus | None, *, long: bool = True) -> Text:
+    """The state; a raw copy says it is raw here when its fingerprint cell is too narrow
+    to say so (`raw ok` beside `verifies fp:…`)."""
     if s is None:
         return Text("…", style="dim")
     label = s.state if s.state != "raw_mismatch" else "raw≠"
+    if not long and s.state == "ok" and (s.fingerprint or "").startswith("raw→"):
+        label = "raw ok"
     return Text(safe(label, 20), style=STATE_STYLES.get(s.state, ""))
 
 
@@ -70,28 +90,62 @@ def mtime_cell(s: TokenLocationStatus | None) -> str:
     return local.strftime("%H:%M" if local.date() == datetime.now().date() else "%m-%d")
 
 
-def summary_text(report: TokensReport | None) -> Text:
-    """The consistency line and one line per ComfyUI server."""
+def fp_cell(s: TokenLocationStatus | None, *, long: bool = True) -> Text:
+    """A hash by its fingerprint; a raw password by the hash it verifies, said so
+    (`raw → verifies fp:…`, or `verifies fp:…` beside a `raw ok` state when narrow):
+    a raw token's `raw→fp:…` label read as a second value."""
+    if s is None:
+        return Text("…", no_wrap=True)
+    fp = s.fingerprint or "–"
+    if fp.startswith("raw→"):
+        target = fp.removeprefix("raw→")
+        text = f"raw → verifies {target}" if long else f"verifies {target}"
+        return plain(safe(text, 60), no_wrap=True,
+                     style="" if s.state == "ok" else STATE_STYLES.get(s.state, ""))
+    return plain(safe(fp, 40), no_wrap=True)
+
+
+def _canonical_fp(report: TokensReport) -> str | None:
+    canon = next((s for s in report.locations if s.canonical
+                  or s.name == report.canonical), None)
+    if canon is not None and canon.fingerprint and not canon.fingerprint.startswith("raw"):
+        return canon.fingerprint
+    return next((fp for fp in report.fingerprints if not fp.startswith("raw")), None)
+
+
+def summary_text(report: TokensReport | None,
+                 containers: dict[str, ContainerInfo] | None = None) -> Text:
+    """The consistency verdict and one line per ComfyUI server (shown above the table:
+    the first thing to read). A server whose container is gone or stopped is said to be
+    so, never "uses the hash on disk" from an old log line."""
     if report is None:
         return Text("reading token locations…", style="dim")
+    containers = containers or {}
     text = Text()
     if report.error:
         text.append(safe(report.error, 120) + "\n", style="bold red")
     if report.consistent:
         text.append("✓ consistent", style="bold green")
-        fp = next(iter(report.fingerprints), None)
-        if fp:
+        fp = _canonical_fp(report)
+        if fp:  # the hash itself: a raw copy's row says which hash it verifies
             text.append(f" · {safe(fp, 40)}")
     else:
-        text.append("✗ NOT consistent", style="bold white on red")
-        text.append(f" · {value_counts(report)} · u: unify")
+        text.append("✗ NOT consistent", style=STAND_OUT)
+        n = len(report.value_groups())
+        text.append(f" · {n} value{'s' if n != 1 else ''} · u: unify")
     for srv in report.servers:
         text.append("\n")
+        info = containers.get(srv.service)
+        if info is not None and not info.running:
+            state = "removed" if info.missing else safe(info.state, 20)
+            text.append(f"– {safe(srv.service, 20)}: ", style="yellow")
+            text.append(f"container {state}")
+            continue
         mark, style = {True: ("✓", "green"), False: ("✗", "bold red"),
                        None: ("?", "yellow")}[srv.uses_disk_hash]
         text.append(f"{mark} {safe(srv.service, 20)}: ", style=style)
         words = {True: "uses the hash on disk",
-                 False: "restart needed (old hash loaded)",
+                 False: "old hash loaded: restart",
                  None: "server hash unknown"}[srv.uses_disk_hash]
         text.append(words)
     return text
@@ -110,43 +164,86 @@ class TokensPanel(Vertical):
         self.report: TokensReport | None = None
         self.polls = 0
         self.border_title = "Tokens"
+        self._widths: dict[str, int] = {}
+        self._rows: list[str] = [loc.name for loc in config.tokens.locations]
+        self._status: dict[str, TokenLocationStatus] = {}
 
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id="tokens-table", cursor_type="row", zebra_stripes=False)
         yield Static(summary_text(None), id="tokens-summary")
+        yield DataTable(id="tokens-table", cursor_type="row", zebra_stripes=False)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, width=width, key=key)
-        for loc in self.config.tokens.locations:
-            table.add_row(self._name_cell(loc.name), state_cell(None), Text("…", no_wrap=True),
-                          problems_cell(None), Text("–", no_wrap=True), key=loc.name)
         self.border_subtitle = "u: unify" if not self.readonly else "read-only"
+        self._relayout()
+
+    def on_resize(self) -> None:
+        self._relayout()
 
     def _name_cell(self, name: str) -> Text:
         canonical = name == self.config.tokens.canonical
         return Text(safe(name, 40) + ("*" if canonical else ""),
                     style="bold" if canonical else "")
 
+    def _cells(self, name: str, *, long: bool) -> dict[str, Text]:
+        s = self._status.get(name)
+        mtime = mtime_cell(s)
+        return {"name": self._name_cell(name), "state": state_cell(s, long=long),
+                "fp": fp_cell(s, long=long), "problems": problems_cell(s),
+                "mtime": Text(mtime, no_wrap=True)}
+
+    def _relayout(self) -> None:
+        """Widths by priority (render.fit_columns); a raw token's fingerprint is said in
+        full ("raw → verifies fp:…") when that leaves every name whole."""
+        width = table_width(self, 46)
+        for long in (True, False):
+            rows = {name: self._cells(name, long=long) for name in self._rows}
+            natural = natural_widths(rows.values())
+            widths = fit_columns(COLUMNS, width, natural)
+            if widths.get("name", 0) >= natural.get("name", 0) and \
+                    sum(w + 2 for w in widths.values()) <= width:
+                break
+        table = self.query_one(DataTable)
+        if widths != self._widths or [str(k.value) for k in table.rows] != self._rows:
+            self._widths = widths
+            cursor = table.cursor_row
+            table.clear(columns=True)
+            forget_cells(table)
+            labels = {c.key: c.label for c in COLUMNS}
+            for key, w in widths.items():
+                table.add_column(labels[key], width=w, key=key)
+            for name in self._rows:
+                add_row(table, name, {k: cut(rows[name][k], w) for k, w in widths.items()})
+            if table.row_count:
+                table.move_cursor(row=min(cursor, table.row_count - 1))
+        else:
+            for name in self._rows:
+                for k, w in widths.items():
+                    set_cell(table, name, k, cut(rows[name][k], w))
+
     # ------------------------------------------------------------------ rendering
 
-    def apply(self, report: TokensReport) -> None:
+    def apply(self, report: TokensReport,
+              containers: list[ContainerInfo] | None = None) -> None:
         """Update rows in place from one status read."""
-        table = self.query_one(DataTable)
         self.polls += 1
         self.report = report
-        for s in report.locations:
-            if s.name not in table.rows:
-                table.add_row(self._name_cell(s.name), state_cell(None), Text("…", no_wrap=True),
-                              problems_cell(None), Text("–", no_wrap=True), key=s.name)
-            set_cell(table, s.name, "state", state_cell(s))
-            set_cell(table, s.name, "fp", plain(safe(s.fingerprint or "–", 40), no_wrap=True))
-            set_cell(table, s.name, "problems", problems_cell(s))
-            set_cell(table, s.name, "mtime", mtime_cell(s))
-        update_if_changed(self.query_one("#tokens-summary", Static), summary_text(report))
+        # the configured locations, then any other the report names (never a stale one)
+        names = [loc.name for loc in self.config.tokens.locations]
+        self._rows = names + [s.name for s in report.locations if s.name not in names]
+        self._status = {s.name: s for s in report.locations}
+        self._relayout()
+        if containers is None:
+            containers = snapshot_containers(self)
+        summary = summary_text(report, {c.service: c for c in containers})
+        if "problems" not in self._widths:  # no room for the column: said below instead
+            issues = [f"{safe(s.name, 40)} {problems_cell(s).plain}"
+                      for s in report.locations if s.problems]
+            if issues:
+                summary.append("\n▲ issues: ", style="yellow")
+                summary.append(" · ".join(issues))
+        update_if_changed(self.query_one("#tokens-summary", Static), summary)
 
     def selected_location(self) -> str | None:
         table = self.query_one(DataTable)

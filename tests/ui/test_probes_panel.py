@@ -105,25 +105,31 @@ async def test_panel_shows_outcomes_verdicts_and_never_the_token(tmp_path, sims,
         table = panel.query_one(DataTable)
         assert table.row_count == 5  # rows exist before the first answer
         await until(pilot, lambda: panel.rounds >= 1)
+        # the verdict an admin acts on first, then the URL really requested, whose answer
+        # is the HTTP column (for a ComfyUI: without the token, then with it)
         expect = {
-            "comfyui-qwen": ("ok", "enforced"),
-            "flux-1-dev": ("ok", "rejected"),
-            "comfy-open": ("ok", "disabled"),
-            "orchestrator": ("ok", "–"),
-            "gone": ("refused", "unknown"),
+            "comfyui-qwen": ("enforced", "/prompt", "401→200"),
+            "flux-1-dev": ("rejected", "/prompt", "401→401"),
+            "comfy-open": ("open", "/prompt", "200"),
+            "orchestrator": ("up", "/health", "200"),
+            "gone": ("down", "/prompt", "–"),
         }
-        for name, (outcome, auth) in expect.items():
-            assert cell(table, name, "outcome").plain == outcome
-            assert cell(table, name, "auth").plain.strip() == auth
+        urls = {s.name: s.url for s in services}
+        for name, (verdict, path, status) in expect.items():
+            assert cell(table, name, "verdict").plain == verdict, name
+            base = urls[name] if name != "flux-1-dev" else f"http://127.0.0.1:{wrong.port}"
+            assert cell(table, name, "probed").plain == base + path, name
+            assert cell(table, name, "status").plain == status, name
         for name in ("flux-1-dev", "comfy-open"):  # the alarming verdicts stand out
-            style = cell(table, name, "auth").style
-            assert "on red" in str(style)
-        assert "on red" not in str(cell(table, "comfyui-qwen", "auth").style)
-        assert "red" in str(cell(table, "gone", "outcome").style)
-        assert cell(table, "comfyui-qwen", "status").plain == "200"
-        assert "ms" in cell(table, "comfyui-qwen", "latency").plain
+            style = str(cell(table, name, "verdict").style)
+            assert "on bright_red" in style and "bold" in style
+        assert "on bright_red" not in str(cell(table, "comfyui-qwen", "verdict").style)
+        assert "red" in str(cell(table, "gone", "verdict").style)
+        # how it failed is in the info column; one latency format ("12 ms", whole ms)
+        assert "refused" in cell(table, "gone", "info").plain
+        for name in expect:
+            assert re.fullmatch(r"(<1|\d+) ms", cell(table, name, "latency").plain), name
         assert "queue 0" in cell(table, "comfyui-qwen", "info").plain
-        assert cell(table, "flux-1-dev", "url").plain == f"http://127.0.0.1:{wrong.port}"
 
         # `p` runs another round at once (the interval is 60 s); rows are updated in place
         await pilot.press("p")
@@ -137,9 +143,9 @@ async def test_panel_shows_outcomes_verdicts_and_never_the_token(tmp_path, sims,
         assert [r.service for r in app.stack.snapshot.probes] == [s.name for s in services]
 
         shown = screen_text(app)
-        assert "enforced" in shown and "rejected" in shown and "disabled" in shown
+        assert "enforced" in shown and "rejected" in shown and "open" in shown
         cells = " ".join(cell(table, s.name, c).plain for s in services
-                         for c in ("service", "url", "outcome", "auth", "status", "latency",
+                         for c in ("service", "verdict", "probed", "status", "latency",
                                    "trend", "info"))
         dump = json.dumps(app.stack.snapshot.to_json())
         assert_no_secret(h, shown, cells, dump, caplog.text, str(panel.border_subtitle),
@@ -198,7 +204,7 @@ async def test_interval_chains_rounds():
         await until(pilot, lambda: panel.rounds >= 3)
         assert app.stack.rounds("probes") >= 3
         table = panel.query_one(DataTable)
-        assert cell(table, "x", "outcome").plain == "refused"
+        assert cell(table, "x", "verdict").plain == "down"
         prober = app.stack.prober
         assert prober is not None and not prober.closed
     # unmount closed the engine's client: nothing left running
