@@ -72,6 +72,28 @@ class ContainerInfo:
     # process runtime only (containers have no per-container stats stream, on purpose)
     cpu_pct: float | None = None
     memory_mb: float | None = None
+    #: Docker's own `State.Error` ("exec: \"/nope\": no such file…"): it never started
+    state_error: str = ""
+    #: the healthcheck's start period in seconds (None: no healthcheck or none set)
+    start_period: float | None = None
+    #: when the last healthcheck ended (`State.Health.Log[-1].End`)
+    health_checked_at: datetime | None = None
+    #: when the events stream saw it unpaused (the live monitor only)
+    unpaused_at: datetime | None = None
+    network_mode: str = ""
+    #: its compose project (`com.docker.compose.project`), if any
+    project: str | None = None
+    #: other containers carrying its compose service label, as "project/name"; with
+    #: state "ambiguous" none was chosen (two or more match and none is preferred)
+    lookalikes: tuple[str, ...] = ()
+    #: its restart policy (HostConfig.RestartPolicy.Name: no, always, unless-stopped…)
+    restart_policy: str = ""
+    #: a SIGTERM seen on the events stream and no `die` yet: a stop under way (live only)
+    stopping_since: datetime | None = None
+    #: its last stop, as the events stream saw it (live only): seconds from the SIGTERM to
+    #: the `die`, and whether a SIGKILL had to follow (the grace ran out: SIGTERM ignored)
+    stop_took_s: float | None = None
+    stop_escalated: bool = False
 
     @property
     def running(self) -> bool:
@@ -99,6 +121,9 @@ class ContainerInfo:
             "pid": self.pid,
             "cpu_pct": self.cpu_pct,
             "memory_mb": None if self.memory_mb is None else round(self.memory_mb, 1),
+            "state_error": self.state_error or None,
+            "project": self.project,
+            "lookalikes": list(self.lookalikes),
         }
 
 
@@ -218,6 +243,14 @@ class TokensReport:
     fingerprints: dict[str, list[str]] = field(default_factory=dict)
     servers: list[ServerTokenStatus] = field(default_factory=list)
     error: str | None = None
+
+    def value_groups(self) -> dict[str, list[str]]:
+        """The different credentials the copies hold, as every face counts them (the
+        token_drift finding, the panel, `tokens status`): a raw password that verifies a
+        hash is that hash, not a value of its own."""
+        raw_ok = {s.name for s in self.locations if s.format == "raw_env" and s.state == "ok"}
+        return {fp: names for fp, names in self.fingerprints.items()
+                if not set(names) <= raw_ok}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -348,6 +381,103 @@ class HostInfo:
         }
 
 
+# ---------------------------------------------------------------- jobs (ComfyUI queue)
+
+#: states of a ComfyUI job as genai-tui reports them
+JOB_STATES = ("running", "pending", "success", "error", "interrupted")
+#: how many queue depths ServiceJobs.queue_depth_history keeps (oldest first)
+QUEUE_HISTORY_LEN = 60
+
+
+@dataclass
+class JobInfo:
+    """One ComfyUI prompt: ids and numbers only, never the graph (it can hold secrets)."""
+
+    prompt_id: str
+    number: int | None = None
+    state: str = "pending"  # one of JOB_STATES
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    nodes_done: int | None = None
+    nodes_total: int | None = None
+    step: int | None = None  # sampler step from the tqdm line / progress frame
+    steps: int | None = None
+    it_per_s: float | None = None
+    error_type: str | None = None  # "OOM" for any CUDA/torch out-of-memory, else the exception
+    error_message: str | None = None  # redacted, one line
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prompt_id": self.prompt_id,
+            "number": self.number,
+            "state": self.state,
+            "queued_at": _iso(self.queued_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "nodes_done": self.nodes_done,
+            "nodes_total": self.nodes_total,
+            "step": self.step,
+            "steps": self.steps,
+            "it_per_s": self.it_per_s,
+            "error_type": self.error_type,
+            "error_message": self.error_message,
+        }
+
+
+@dataclass
+class ServiceJobs:
+    """The queue of one ComfyUI service, as its jobs source last saw it."""
+
+    service: str
+    running: JobInfo | None = None
+    pending: list[JobInfo] = field(default_factory=list)
+    recent: list[JobInfo] = field(default_factory=list)  # finished, newest first
+    oldest_wait_s: float | None = None  # how long the oldest pending job has waited
+    resident_models: list[str] = field(default_factory=list)  # from the log, load order
+    vram_used: int | None = None  # bytes
+    vram_total: int | None = None  # bytes
+    vram_source: str | None = None  # "nvml" | "system_stats" | "torch"
+    last_progress_at: datetime | None = None  # last progress line/frame or queue change
+    api: str = "none"  # "jobs" (/api/jobs) | "queue" (/queue + /history) | "none"
+    error: str | None = None  # why the detail could not be read (redacted, one line)
+    queue_depth_history: list[int] = field(default_factory=list)  # bounded, oldest first
+    websocket: bool = False  # whether a websocket is connected (else polling)
+    checked_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "running": self.running.to_json() if self.running else None,
+            "pending": [j.to_json() for j in self.pending],
+            "pending_count": len(self.pending),
+            "recent": [j.to_json() for j in self.recent],
+            "recent_failures": sum(1 for j in self.recent if j.state == "error"),
+            "oldest_wait_s": self.oldest_wait_s,
+            "resident_models": list(self.resident_models),
+            "vram_used": self.vram_used,
+            "vram_total": self.vram_total,
+            "vram_source": self.vram_source,
+            "last_progress_at": _iso(self.last_progress_at),
+            "api": self.api,
+            "error": self.error,
+            "queue_depth_history": list(self.queue_depth_history),
+            "websocket": self.websocket,
+            "checked_at": _iso(self.checked_at),
+        }
+
+
+@dataclass
+class JobsReport:
+    services: list[ServiceJobs] = field(default_factory=list)
+
+    def get(self, service: str) -> ServiceJobs | None:
+        return next((s for s in self.services if s.service == service), None)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [s.to_json() for s in self.services]
+
+
 # ---------------------------------------------------------------- logs and findings
 
 
@@ -356,9 +486,16 @@ class LogEvent:
     """A log line that means something for diagnosis (token line, OOM, import failure)."""
 
     service: str
-    kind: str  # token | no_password | import_failed | oom | error | job_done
+    kind: str  # token | no_password | import_failed | oom | error | job_done, and for the
+    # jobs source: job_start | job_progress | job_interrupted | model_load | model_loaded |
+    # models_unloaded
     at: datetime | None = None
     fingerprint: str | None = None  # for kind == "token": fingerprint of the hash in force
+    #: parsed numbers or a name, never the line: job_progress "7/20 2.31" (step/steps it/s),
+    #: model_load "SDXL", models_unloaded "2", error/oom the exception's class
+    detail: str | None = None
+    #: the line itself, redacted and on one line (empty where the source keeps none)
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -368,10 +505,13 @@ class Finding:
     service: str | None
     message: str
     # what fixes it, for machines and for every face to map onto its own keys or commands:
-    # restart, unpause, unify, compose_up, read_logs, check_docker, set_container, chmod
+    # restart, unpause, unify, compose_up, read_logs, check_docker, set_container, chmod,
+    # publish_port (recreate the container with the URL's port published)
     fix: str | None = None
     since: datetime | None = None  # when this finding started to hold, where known
     paths: tuple[str, ...] = ()  # every file or container it is about, in full
+    #: evidence: the last error line of the service's log (redacted, one line)
+    log_line: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -382,6 +522,7 @@ class Finding:
             "fix": self.fix,
             "since": self.since.isoformat() if self.since else None,
             "paths": list(self.paths),
+            "log_line": self.log_line or None,
         }
 
 
@@ -398,6 +539,7 @@ class Snapshot:
     log_events: list[LogEvent] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     taken_at: datetime | None = None
+    jobs: JobsReport | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -414,6 +556,8 @@ class Snapshot:
             "findings": [f.to_json() for f in self.findings],
             "taken_at": _iso(self.taken_at),
         }
+        if self.jobs is not None:
+            doc["jobs"] = self.jobs.to_json()
         if self.gpu and self.gpu.error:
             doc["gpu_error"] = self.gpu.error
         return doc

@@ -7,7 +7,8 @@ lives here, so `check`, `tokens status` and the dashboard cannot draw it differe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from genai_tui import diagnose
@@ -29,7 +30,29 @@ if TYPE_CHECKING:
 
 #: finding codes about the credential: what `tokens status` reports and exits by
 TOKEN_CODES = frozenset({"token_drift", "token_file_problem", "token_file_missing",
-                         "token_stale", "token_rejected", "password_missing"})
+                         "token_stale", "token_rejected", "password_missing",
+                         "world_readable"})
+
+
+class FindingHistory:
+    """When each finding was first seen, across the snapshots of one live engine: a
+    finding whose snapshot cannot date it (a port that stopped answering, drift) gets
+    `since` = the first snapshot it held in; one that stops holding is forgotten, so a
+    recurrence starts afresh. A dated finding (a container's finish) keeps its own date."""
+
+    def __init__(self) -> None:
+        self._first: dict[tuple[str, str | None, tuple[str, ...]], datetime] = {}
+
+    def stamp(self, found: Sequence[Finding], at: datetime) -> list[Finding]:
+        seen: dict[tuple[str, str | None, tuple[str, ...]], datetime] = {}
+        out = []
+        for f in found:
+            key = (f.code, f.service, f.paths)
+            first = seen.get(key) or self._first.get(key) or at
+            seen[key] = first
+            out.append(f if f.since is not None else replace(f, since=first))
+        self._first = seen
+        return out
 
 
 def servers(report: TokensReport, probes: Sequence[ProbeResult],
@@ -55,9 +78,13 @@ def gpu(source: NvmlSource | None, containers: Sequence[ContainerInfo],
     return gpu_source.gpu_report(source, containers, probes, remote=remote)
 
 
-def findings(snap: Snapshot, config: Config, now: datetime | None = None) -> list[Finding]:
-    """`diagnose` over the whole snapshot: the one place findings are made."""
-    return diagnose.diagnose(snap, config, now)
+def findings(snap: Snapshot, config: Config, now: datetime | None = None,
+             history: FindingHistory | None = None) -> list[Finding]:
+    """`diagnose` over the whole snapshot: the one place findings are made; with the
+    live engine's `history`, each undated finding says since when it holds."""
+    now = now or datetime.now(UTC)
+    found = diagnose.diagnose(snap, config, now)
+    return history.stamp(found, now) if history is not None else found
 
 
 def token_findings(snap: Snapshot, config: Config) -> list[Finding]:

@@ -88,7 +88,10 @@ def install_signal_handlers(console: Console) -> None:
         console.emergency("\nStopped server\n")
         os._exit(0)
 
-    signal.signal(signal.SIGTERM, stop)
+    # SIM_IGNORE_SIGTERM=1: behave like ComfyUI run as PID 1 with no init, which installs
+    # no handler, so the kernel drops SIGTERM and `docker stop` ends in SIGKILL (137)
+    ignore = os.environ.get("SIM_IGNORE_SIGTERM") == "1"
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if ignore else stop)
     signal.signal(signal.SIGINT, stop)
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -22,7 +24,7 @@ import docker.errors
 
 from genai_tui.config import Config, DockerConfig, ServiceConfig
 from genai_tui.model import MISSING, ContainerInfo, DockerStatus, PortBinding
-from genai_tui.safety import one_line
+from genai_tui.safety import one_line, shown
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,11 @@ EVENT_ACTIONS = (
 )
 COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_ONEOFF = "com.docker.compose.oneoff"
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_WORKDIR = "com.docker.compose.project.working_dir"
+#: ContainerInfo.state when two or more containers match and none is preferred
+AMBIGUOUS = "ambiguous"
+DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 Listener = Callable[[DockerStatus, list[ContainerInfo]], None]
 #: what the engine's listing gives as `Id`; anything shorter would be a prefix lookup
@@ -43,6 +50,29 @@ def make_client(cfg: DockerConfig) -> docker.DockerClient:
     if cfg.host:
         return docker.DockerClient(base_url=cfg.host, timeout=int(cfg.timeout))
     return docker.from_env(timeout=int(cfg.timeout))
+
+
+def engine_address(cfg: DockerConfig) -> str:
+    """The engine a client for `cfg` talks to, as the admin would write it: `[docker]
+    host`, else DOCKER_HOST, else the active CLI context, else the default socket."""
+    if cfg.host:
+        return one_line(cfg.host, 200)
+    env = os.environ.get("DOCKER_HOST")
+    if env:
+        return one_line(env, 200)
+    try:
+        from docker.context import ContextAPI
+
+        host = ContextAPI.get_current_context().Host
+    except Exception:  # a broken CLI config: from_env falls back to the default too
+        host = None
+    return one_line(host or DEFAULT_HOST, 200)
+
+
+def unreachable(cfg: DockerConfig, exc: BaseException) -> str:
+    """"Docker engine unreachable: <why> (at <where>)": the address it tried is the first
+    thing to check (a wrong DOCKER_HOST, a socket not mounted in this container)."""
+    return f"Docker engine unreachable: {describe_error(exc)} (at {engine_address(cfg)})"
 
 
 def describe_error(exc: BaseException) -> str:
@@ -102,11 +132,23 @@ def _ports(attrs: dict[str, Any]) -> list[PortBinding]:
     return ports
 
 
+def _health_checked_at(health: dict[str, Any]) -> datetime | None:
+    log_ = health.get("Log") or []
+    last = log_[-1] if log_ and isinstance(log_[-1], dict) else {}
+    return _parse_time(last.get("End") or last.get("Start"))
+
+
+def _start_period(config: dict[str, Any]) -> float | None:
+    ns = _int((config.get("Healthcheck") or {}).get("StartPeriod"))
+    return ns / 1e9 if ns else None
+
+
 def container_info(service: ServiceConfig, attrs: dict[str, Any]) -> ContainerInfo:
     """Map `docker inspect` output to the snapshot of one service."""
     state = attrs.get("State") or {}
     health = state.get("Health") or {}
     config = attrs.get("Config") or {}
+    labels = config.get("Labels") or {}
     status = state.get("Status") or "unknown"
     return ContainerInfo(
         service=service.name,
@@ -126,7 +168,20 @@ def container_info(service: ServiceConfig, attrs: dict[str, Any]) -> ContainerIn
         image=config.get("Image") or "",
         pid=state.get("Pid") or None,
         cmd_args=list(config.get("Cmd") or []),
+        state_error=shown(state.get("Error") or "", 300),
+        start_period=_start_period(config),
+        health_checked_at=_health_checked_at(health) if health else None,
+        network_mode=str((attrs.get("HostConfig") or {}).get("NetworkMode") or ""),
+        project=labels.get(COMPOSE_PROJECT) or None,
+        restart_policy=str(((attrs.get("HostConfig") or {}).get("RestartPolicy") or {})
+                           .get("Name") or "no"),
     )
+
+
+
+def _event_time(event: dict[str, Any]) -> datetime:
+    ns = _int(event.get("timeNano"))
+    return datetime.fromtimestamp(ns / 1e9, UTC) if ns else datetime.now(UTC)
 
 
 def _int(value: Any) -> int | None:
@@ -162,39 +217,96 @@ def _printable(text: str, limit: int = 120) -> str:
     return one_line(text, limit)
 
 
-def resolve_container(services: Iterable[ServiceConfig], service: ServiceConfig,
-                      listing: Iterable[dict[str, Any]]) -> tuple[str | None, str]:
-    """The full ID of `service`'s container in a `containers(all=True)` listing, never by
-    ID prefix: the container with the exact name, else the one non-oneoff container its
-    compose service label gives it (matched as `list_stack` does). (None, reason) when
-    there is none, or several look-alikes and none with the exact name."""
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """Which container is a service's, and the look-alikes that were not chosen."""
+
+    cid: str | None
+    reason: str
+    #: every other container carrying its compose service label, as "project/name"
+    lookalikes: tuple[str, ...] = ()
+    ambiguous: bool = False
+    item: dict[str, Any] | None = None
+
+
+def _tag(name: str, labels: dict[str, str]) -> str:
+    project = labels.get(COMPOSE_PROJECT)
+    return f"{project}/{name}" if project else name
+
+
+def choose(services: Iterable[ServiceConfig], service: ServiceConfig,
+           listing: Iterable[dict[str, Any]], *, project: str | None = None,
+           folder: Path | str | None = None) -> Resolution:
+    """`service`'s container in a `containers(all=True)` listing, never by ID prefix and
+    never a guess: the container with the exact name; else, among the non-oneoff
+    containers carrying its compose service label, the one in `project` (then: only
+    those count), else the one whose compose folder is `folder` (the config's), else the
+    only one. Two or more left with nothing to prefer: none (`ambiguous`)."""
     want = service.container_name
     pool = [s for s in services if s.runtime == "docker"]
     if not any(s.name == service.name for s in pool):
         pool.append(service)
-    by_label: list[tuple[str, str]] = []
+    exact: tuple[str, dict[str, Any]] | None = None
+    by_label: list[tuple[str, str, dict[str, Any]]] = []
     for item in listing:
         cid = item.get("Id")
         if not isinstance(cid, str) or not FULL_ID.fullmatch(cid):
             continue
         names = [n for n in item.get("Names") or [] if isinstance(n, str)]
-        if "/" + want in names:
-            return cid, f"container {want!r}"
         labels = item.get("Labels") or {}
+        if "/" + want in names:
+            exact = exact or (cid, item)
+            continue
         for name in names:
             svc = match_service(pool, name, labels)
             if svc is not None and svc.name == service.name:
-                by_label.append((cid, name.lstrip("/")))
+                by_label.append((cid, _tag(name.lstrip("/"), labels), item))
                 break
-    if len(by_label) == 1:
-        return by_label[0][0], f"container {by_label[0][1]!r} (compose service label)"
-    if by_label:
-        shown = ", ".join(sorted(n for _, n in by_label))
-        return None, _printable(
-            f"ambiguous: no container is named {want!r} and {len(by_label)} carry its "
-            f"compose service label ({shown}); set `container` to the exact name", 300)
-    return None, _printable(f"no container {want!r} (none by that exact name or compose "
-                            "service label)", 300)
+    if exact is not None:
+        return Resolution(exact[0], f"container {want!r}",
+                          tuple(sorted(t for _, t, _ in by_label)), item=exact[1])
+    tags = tuple(sorted(t for _, t, _ in by_label))
+    picked = by_label
+    if project:
+        picked = [c for c in by_label
+                  if (c[2].get("Labels") or {}).get(COMPOSE_PROJECT) == project]
+        if not picked:
+            return Resolution(None, _printable(
+                f"no container {want!r} in compose project {project!r}"
+                + (f" (look-alikes elsewhere: {', '.join(tags)})" if tags else ""), 300),
+                tags)
+    elif len(by_label) > 1 and folder is not None:
+        here = [c for c in by_label
+                if (c[2].get("Labels") or {}).get(COMPOSE_WORKDIR) == str(folder)]
+        if len(here) == 1:
+            picked = here
+    if len(picked) == 1:
+        cid, tag, item = picked[0]
+        others = tuple(t for t in tags if t != tag)
+        return Resolution(cid, f"container {tag!r} (compose service label)", others,
+                          item=item)
+    if picked:
+        shown = ", ".join(sorted(t for _, t, _ in picked))
+        return Resolution(None, _printable(
+            f"ambiguous: no container is named {want!r} and {len(picked)} carry its "
+            f"compose service label ({shown}); set `container` to the exact name", 300),
+            tuple(sorted(t for _, t, _ in picked)), ambiguous=True)
+    return Resolution(None, _printable(f"no container {want!r} (none by that exact name or "
+                                       "compose service label)", 300))
+
+
+def resolve_container(services: Iterable[ServiceConfig], service: ServiceConfig,
+                      listing: Iterable[dict[str, Any]], *, project: str | None = None,
+                      folder: Path | str | None = None) -> tuple[str | None, str]:
+    """The full ID of `service`'s container (see `choose`), or (None, why not)."""
+    r = choose(services, service, listing, project=project, folder=folder)
+    return r.cid, r.reason
+
+
+def ambiguous_info(service: ServiceConfig, lookalikes: tuple[str, ...]) -> ContainerInfo:
+    """A service that two or more containers could be: shown, never acted on."""
+    return ContainerInfo(service=service.name, container=service.container_name,
+                         state=AMBIGUOUS, lookalikes=lookalikes)
 
 
 class RestartTracker:
@@ -253,13 +365,35 @@ class DockerSource:
             return DockerStatus(True, None, version.get("Version"))
         except Exception as exc:
             self.reset()
-            return DockerStatus(False, f"Docker engine unreachable: {describe_error(exc)}")
+            return DockerStatus(False, unreachable(self.config.docker, exc))
+
+    def choose(self, service: ServiceConfig,
+               listing: Iterable[dict[str, Any]] | None = None) -> Resolution:
+        """`choose` with this config's project (the service's, else `[docker] project`)
+        and folder; lists the engine's containers when no listing is given."""
+        if listing is None:
+            listing = self.client().api.containers(all=True)
+        return choose(self.services, service, listing,
+                      project=service.project or self.config.docker.project,
+                      folder=self.config.base_dir)
 
     def resolve(self, service: ServiceConfig) -> tuple[str | None, str]:
         """The service's container as a full ID from the engine's own listing (see
-        `resolve_container`), or (None, why not); raises on an unreachable engine."""
-        listing = self.client().api.containers(all=True)
-        return resolve_container(self.services, service, listing)
+        `choose`), or (None, why not); raises on an unreachable engine."""
+        r = self.choose(service)
+        return r.cid, r.reason
+
+    def _inspect(self, service: ServiceConfig, r: Resolution) -> ContainerInfo:
+        if r.cid is None:
+            return ambiguous_info(service, r.lookalikes) if r.ambiguous \
+                else dataclasses.replace(missing_info(service), lookalikes=r.lookalikes)
+        try:
+            attrs = self.client().api.inspect_container(r.cid)
+        except docker.errors.NotFound:
+            return missing_info(service)
+        info = container_info(service, attrs)
+        info.lookalikes = r.lookalikes
+        return info
 
     def find(self, service: ServiceConfig) -> dict[str, Any] | None:
         """`docker inspect` of the service's container, or None when there is none (or
@@ -274,43 +408,35 @@ class DockerSource:
 
     def list_stack(self) -> list[ContainerInfo]:
         """One entry per docker service; raises on an unreachable engine."""
-        client = self.client()
-        sparse = client.api.containers(all=True)  # one call; inspect only what matches
-        by_service: dict[str, dict[str, Any]] = {}
-        for item in sparse:
-            names = item.get("Names") or []
-            labels = item.get("Labels") or {}
-            for name in names:
-                svc = match_service(self.services, name, labels)
-                if svc is None:
-                    continue
-                # an exact name match wins over a compose-label match
-                prev = by_service.get(svc.name)
-                if prev is None or name.lstrip("/") == svc.container_name:
-                    by_service[svc.name] = item
-        infos = []
-        for svc in self.services:
-            item = by_service.get(svc.name)
-            attrs = None
-            if item is not None:
-                try:
-                    attrs = client.api.inspect_container(item["Id"])
-                except docker.errors.NotFound:
-                    attrs = None
-            infos.append(container_info(svc, attrs) if attrs else missing_info(svc))
-        return infos
+        sparse = self.client().api.containers(all=True)  # one call; inspect what matches
+        return [self._inspect(svc, self.choose(svc, sparse)) for svc in self.services]
 
     def inspect_service(self, service: ServiceConfig, container_id: str | None = None
                         ) -> ContainerInfo:
-        attrs = None
+        """The service's container now: by `container_id` when given (the one already
+        shown, or one with the exact name), else resolved afresh from the listing."""
         if container_id and FULL_ID.fullmatch(container_id):
             try:
-                attrs = self.client().api.inspect_container(container_id)
+                return container_info(service,
+                                      self.client().api.inspect_container(container_id))
             except docker.errors.NotFound:
-                attrs = None
-        if attrs is None:
-            attrs = self.find(service)
-        return container_info(service, attrs) if attrs else missing_info(service)
+                pass
+        return self._inspect(service, self.choose(service))
+
+    def unpause(self, service: ServiceConfig) -> tuple[bool, str]:
+        """Unpause the service's container (a paused one only needs that, not a restart
+        that would kill its jobs); (ok, what happened) — never raises."""
+        try:
+            cid, reason = self.resolve(service)
+            if cid is None:
+                return False, reason
+            self.client().api.unpause(cid)
+            return True, "unpaused"
+        except docker.errors.APIError as exc:
+            return False, describe_error(exc)
+        except Exception as exc:
+            self.reset()
+            return False, describe_error(exc)
 
     def restart(self, service: ServiceConfig) -> tuple[bool, str]:
         """Restart the service's container; (ok, what happened) — never raises."""
@@ -350,6 +476,10 @@ class ContainerMonitor:
         self._threads: list[threading.Thread] = []
         self._last_action: dict[str, str] = {}
         self._oom: dict[str, str] = {}
+        self._unpaused: dict[str, tuple[str, datetime]] = {}  # service -> (id, when)
+        # service -> [id, first SIGTERM, SIGKILL seen since]; then (id, seconds, escalated)
+        self._sigterm: dict[str, list[Any]] = {}
+        self._stop_took: dict[str, tuple[str, float, bool]] = {}
         self.backoff = 0.0
 
     # -- lifecycle
@@ -390,6 +520,16 @@ class ContainerMonitor:
             old = self._infos.get(info.service)
             if old is not None and old.action and old.id == info.id:
                 info.action = old.action
+            unpaused = self._unpaused.get(info.service)
+            if unpaused is not None and unpaused[0] == info.id and info.unpaused_at is None:
+                info.unpaused_at = unpaused[1]
+            kill = self._sigterm.get(info.service)
+            if kill is not None and kill[0] == info.id and info.running \
+                    and kill[2] is not None:
+                info.stopping_since = kill[1]
+            took = self._stop_took.get(info.service)
+            if took is not None and took[0] == info.id and info.stop_took_s is None:
+                info.stop_took_s, info.stop_escalated = took[1], took[2]
             self._infos[info.service] = info
 
     def set_action(self, service: str, action: str | None) -> None:
@@ -430,22 +570,56 @@ class ContainerMonitor:
                 and current.container == svc.container_name):
             return  # a compose-label look-alike: the container with the exact name wins
         if action == "kill":
-            return  # no state change; inspecting now would delay the `die` behind it
+            # no state change to inspect (it would delay the `die` behind it); a SIGTERM
+            # starts a stop that may take the whole grace period: say so at once
+            signal = str(attrs.get("signal"))
+            term = self._sigterm.get(svc.name)
+            if term is not None and term[0] == cid and signal == "9":
+                term[2] = True  # the grace ran out: `docker stop` escalated
+            elif term is None and signal == "9" and isinstance(cid, str):
+                self._sigterm[svc.name] = [cid, _event_time(event), None]  # docker kill
+            elif signal == "15" and current is not None and current.id == cid \
+                    and term is None:
+                self._sigterm[svc.name] = [cid, _event_time(event), False]
+                self._store(dataclasses.replace(current))
+                self._emit()
+            return
+        if action == "oom":
+            self._oom[svc.name] = cid
+        if action == "unpause" and isinstance(cid, str):
+            self._unpaused[svc.name] = (cid, _event_time(event))
+        if name != svc.container_name and (current is None or current.id != cid):
+            # a compose-label match that is not the container shown: resolve afresh, so
+            # a look-alike (a staging copy) never silently takes the service over
+            self.refresh_service(svc)
+            return
         if action in ("stop", "die", "start"):
             self._record_lifecycle(svc.name, action)
         if action == "destroy":
             if current is not None and current.id not in (None, cid):
                 return  # an older container of that name went away; the new one stays
+            if name != svc.container_name:
+                self.refresh_service(svc)  # another look-alike may now be the only one
+                return
             self._store(missing_info(svc))
             self._emit()
             return
-        if action == "oom":
-            self._oom[svc.name] = cid
+        if action in ("die", "start"):
+            kill = self._sigterm.pop(svc.name, None)
+            if action == "die" and kill is not None and kill[0] == cid:
+                took = (_event_time(event) - kill[1]).total_seconds()
+                # a SIGKILL with no SIGTERM before it (None) was meant: never escalated
+                self._stop_took[svc.name] = (cid, max(0.0, took), kill[2] is True)
+            elif action == "start":
+                self._stop_took.pop(svc.name, None)
         if action == "die" and current is not None and current.id == cid:
             # show it at once: the engine answers inspect only ~100 ms later on a stop
+            took = self._stop_took.get(svc.name)
             provisional = dataclasses.replace(
                 current, state="exited", exit_code=_int(attrs.get("exitCode")),
-                oom_killed=self._oom.pop(svc.name, None) == cid)
+                oom_killed=self._oom.pop(svc.name, None) == cid, stopping_since=None,
+                stop_took_s=took[1] if took and took[0] == cid else None,
+                stop_escalated=bool(took and took[0] == cid and took[2]))
             self._store(provisional)
             self._emit()
         self.refresh_service(svc, cid)
@@ -512,8 +686,7 @@ class ContainerMonitor:
                 if self._stop.is_set():
                     break
                 self.source.reset()
-                self._status = DockerStatus(
-                    False, f"Docker engine unreachable: {describe_error(exc)}")
+                self._status = DockerStatus(False, unreachable(self.config.docker, exc))
                 self.backoff = delay
                 self._emit()
             finally:

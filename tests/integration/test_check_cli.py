@@ -204,6 +204,8 @@ def test_hanging_service_bounded_by_probe_timeouts(sim_container, tmp_path):
     a = make_hash()
     stack = Stack(tmp_path, a)
     stack.sections["probes"] = {"connect_timeout": 1.0, "read_timeout": 2.0}
+    # past the start grace at once: a port that never answers is an alarm, not "starting"
+    stack.sections["docker"] = {"start_grace": 0.01}
     start_sim(sim_container, stack, "comfyui-qwen", hash_=a)
     c = start_sim(sim_container, stack, "flux-1-dev", hash_=a, scenario="hang", wait=False)
     wait_log(c, "To see the GUI go to")

@@ -161,7 +161,9 @@ def test_stopped_container_then_start_resumes_without_duplicates(py_container):
         wait_for(lambda: len(collect(f, got)) > 10)
         c.kill()
         wait_for(lambda: f.state == "stopped")
-        assert f.status_text == "stream ended, waiting for restart"
+        # no restart policy: Docker will not start it again, and the status says so
+        assert f.status_text == "container stopped; restart policy: no — stays stopped"
+        assert any("stays stopped" in ln.text for ln in collect(f, got) if ln.kind == META)
         c.start()
         f.notify_started()
         wait_for(lambda: f.state == "following" and any(

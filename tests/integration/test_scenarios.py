@@ -399,22 +399,36 @@ def test_healthcheck_hits_auth(sim_container, tmp_path):
     ("no_listen", "empty_reply"),  # docker-proxy accepts, nothing inside listens
     ("empty_reply", "empty_reply"),
     ("hang", "timeout"),
-    ("wrong_url", "refused"),  # the container is fine; the configured port is not its own
 ])
 def test_port_unreachable(sim_container, tmp_path, scenario, outcome):
+    """Past the start grace (here 10 ms: tests/integration/test_causes_docker.py covers the
+    `starting` a just-started container gets first)."""
     a = make_hash()
     stack = Stack(tmp_path, a)
-    c = start_sim(sim_container, stack, "qwen", hash_=a, wait=scenario == "wrong_url",
-                  scenario="healthy" if scenario == "wrong_url" else scenario)
-    if scenario == "wrong_url":
-        stack.services[0]["url"] = f"http://127.0.0.1:{free_port()}"
-    else:
-        wait_log(c, "Starting server" if scenario == "no_listen" else "To see the GUI go to")
+    stack.docker = {"start_grace": 0.01}
+    c = start_sim(sim_container, stack, "qwen", hash_=a, wait=False, scenario=scenario)
+    wait_log(c, "Starting server" if scenario == "no_listen" else "To see the GUI go to")
     snap = stack.collect()
     assert probe(snap, "qwen").outcome == outcome
     assert_findings(snap, {("port_unreachable", "qwen")})
     f = finding(snap, "port_unreachable")
     assert f.severity is Severity.CRITICAL and f.fix == "restart"
+
+
+def test_a_url_on_a_port_the_container_does_not_publish(sim_container, tmp_path):
+    """The container is fine; the configured port is not its own: not "published but
+    nothing listens" (a restart would change nothing), but the port is not published."""
+    a = make_hash()
+    stack = Stack(tmp_path, a)
+    c = start_sim(sim_container, stack, "qwen", hash_=a)
+    port = free_port()
+    stack.services[0]["url"] = f"http://127.0.0.1:{port}"
+    snap = stack.collect()
+    assert probe(snap, "qwen").outcome == "refused"
+    assert_findings(snap, {("port_not_published", "qwen")})
+    f = finding(snap, "port_not_published")
+    assert f.severity is Severity.CRITICAL and f.fix != "restart"
+    assert f"{c.name} does not publish port {port}" in f.message
 
 
 # ------------------------------------------------------------------ ComfyUI-Login

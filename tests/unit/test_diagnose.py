@@ -18,6 +18,7 @@ from genai_tui.model import (
     GpuReport,
     HostInfo,
     LogEvent,
+    PortBinding,
     ProbeResult,
     ServerTokenStatus,
     Severity,
@@ -33,8 +34,13 @@ CFG = Config(services=(
 ), tokens=TokensConfig(canonical="secrets"))
 
 
+PUBLISHED = {"qwen": 8188, "orch": 8193}  # the host ports CFG's URLs point at
+
+
 def running(service: str, **kw) -> ContainerInfo:
+    """A running container that publishes its service URL's port, as a real one does."""
     kw.setdefault("started_at", NOW - timedelta(hours=1))
+    kw.setdefault("ports", [PortBinding(8188, "tcp", "127.0.0.1", PUBLISHED.get(service))])
     return ContainerInfo(service, service, id=service * 8, state="running", **kw)
 
 

@@ -110,6 +110,19 @@ class Target:
     started_at: str = ""
     tty: bool = False
     exit_code: int | None = None
+    restart_policy: str = ""  # HostConfig.RestartPolicy.Name
+
+    def after_stop(self) -> str:
+        """What happens next to a stopped container, from its restart policy (never a
+        "waiting for restart" Docker will not do)."""
+        policy = self.restart_policy or "no"
+        if policy == "no":
+            return "restart policy: no — stays stopped"
+        if policy == "on-failure":
+            return ("restart policy: on-failure — Docker restarts it"
+                    if self.exit_code not in (0, None)
+                    else "restart policy: on-failure, exit 0 — stays stopped")
+        return f"restart policy: {policy} — Docker restarts it unless it was stopped by hand"
 
 
 class RawStream(Protocol):
@@ -254,6 +267,8 @@ class DockerLogSource:
             started_at=state.get("StartedAt") or "",
             tty=bool((attrs.get("Config") or {}).get("Tty")),
             exit_code=state.get("ExitCode"),
+            restart_policy=str(((attrs.get("HostConfig") or {}).get("RestartPolicy") or {})
+                               .get("Name") or "no"),
         )
 
     def _call(self, fn: Callable[[], Any]) -> Any:

@@ -175,7 +175,8 @@ class LogFollower:
         return {
             "starting": "connecting…",
             "following": "following",
-            "stopped": "stream ended, waiting for restart",
+            "stopped": "container stopped; " + (self.target.after_stop() if self.target
+                                                 else "waiting for it to start again"),
             "removed": f"container removed: {name}",
             "missing": f"no container named {self.source.label}",
             "unavailable": f"Docker engine unreachable: {self.detail}",
@@ -309,7 +310,7 @@ class LogFollower:
             if self._stop.is_set():
                 return
             code = f" (exit code {now.exit_code})" if now.exit_code is not None else ""
-            self._meta(f"container stopped{code}; waiting for restart")
+            self._meta(f"container stopped{code}; {now.after_stop()}")
         self.state = "stopped"
         self.target = now
         while not self._stop.is_set():
