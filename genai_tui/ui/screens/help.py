@@ -36,11 +36,11 @@ class HelpScreen(ModalScreen[None]):
             table.add_row("", "")
         if self.readonly:
             table.add_row(Text("read-only", style="bold yellow"),
-                          "restart and unify keys are disabled (--readonly)")
+                          "restart and unify are off (--readonly): their keys are not listed")
         with VerticalScroll():
             yield Static(Text("genai-tui — keys", style="bold"))
             yield Static(table)
-            yield Static(Text("Esc or ? closes this screen. Ctrl+P opens the command palette.",
+            yield Static(Text("Esc, q or ? closes this screen; ↑ ↓ PgUp PgDn scroll it.",
                               style="dim"))
 
     def action_dismiss_help(self) -> None:

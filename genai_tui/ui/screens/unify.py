@@ -15,7 +15,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
@@ -131,7 +131,8 @@ class UnifyScreen(ModalScreen[bool]):
             yield Static(Text("Unify the ComfyUI-Login credential", style="bold"),
                          id="unify-title")
             yield OptionList(id="unify-sources")
-            yield Static("", id="unify-body")
+            with VerticalScroll(id="unify-scroll"):  # a long plan scrolls; buttons stay
+                yield Static("", id="unify-body")
             with Horizontal(id="unify-buttons"):
                 for bid in BUTTONS:
                     yield Button(bid, id=f"btn-{bid}")
