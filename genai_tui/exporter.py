@@ -40,7 +40,15 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from genai_tui import __version__
-from genai_tui.model import ContainerInfo, GpuReport, HostInfo, Severity, Snapshot, TokensReport
+from genai_tui.model import (
+    ContainerInfo,
+    GpuReport,
+    HostInfo,
+    JobsReport,
+    Severity,
+    Snapshot,
+    TokensReport,
+)
 from genai_tui.safety import one_line
 from genai_tui.secret import BCRYPT_ANYWHERE
 
@@ -85,6 +93,17 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
                    "rejected, no_password, unknown)", ("service", "verdict")),
     "probe_latency_seconds": ("latency of the last probe", ("service",)),
     "comfyui_queue_remaining": ("prompts left in a ComfyUI queue", ("service",)),
+    "jobs_running": ("1 when a ComfyUI job is running on the service, else 0", ("service",)),
+    "jobs_pending": ("jobs waiting in the service's queue", ("service",)),
+    "jobs_oldest_wait_seconds": ("how long the oldest pending job has waited (absent with "
+                                 "none pending)", ("service",)),
+    "jobs_seconds_since_progress": ("seconds since the running job last progressed (a "
+                                    "step, a node, a queue change; absent when idle)",
+                                    ("service",)),
+    "jobs_recent_failures": ("recently finished jobs that failed, by error type (OOM for "
+                             "any out-of-memory)", ("service", "error_type")),
+    "jobs_vram_used_bytes": ("VRAM the service holds, as its jobs source sees it",
+                             ("service", "source")),
     "tokens_consistent": ("1 when every copy of the credential agrees", ()),
     "token_location_ok": ("1 when the copy holds the canonical value with no problem "
                           "(format, permissions)", ("location", "format")),
@@ -213,6 +232,8 @@ def _fill(scrape: _Scrape, snap: Snapshot, *, age: float | None) -> None:
         _gpus(scrape, gpu)
     if host is not None:
         _host(scrape, host)
+    if snap.jobs is not None:
+        _jobs(scrape, snap.jobs, now)
     for f in findings:
         scrape.count("findings", f.code, f.severity.value)
     for sev in Severity:
@@ -233,6 +254,26 @@ def _container(scrape: _Scrape, c: ContainerInfo, now: datetime) -> None:
     scrape.add("container_exit_code", c.exit_code, c.service)
     scrape.add("container_oom_killed", c.oom_killed, c.service)
     scrape.add("container_restart_loop", c.looping, c.service)
+
+
+def _jobs(scrape: _Scrape, report: JobsReport, now: datetime) -> None:
+    for sj in report.services:
+        if sj.api == "none" and sj.error:
+            continue  # nothing read: no figure is better than a zero that reads as idle
+        scrape.add("jobs_running", sj.running is not None, sj.service)
+        scrape.add("jobs_pending", len(sj.pending), sj.service)
+        scrape.add("jobs_oldest_wait_seconds", sj.oldest_wait_s, sj.service)
+        if sj.running is not None and sj.last_progress_at is not None:
+            at = sj.last_progress_at
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+            scrape.add("jobs_seconds_since_progress", max(0.0, (now - at).total_seconds()),
+                       sj.service)
+        for job in sj.recent:
+            if job.state == "error":
+                scrape.count("jobs_recent_failures", sj.service, job.error_type or "error")
+        if sj.vram_used is not None:
+            scrape.add("jobs_vram_used_bytes", sj.vram_used, sj.service,
+                       sj.vram_source or "unknown")
 
 
 def _tokens(scrape: _Scrape, report: TokensReport) -> None:

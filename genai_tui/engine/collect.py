@@ -20,11 +20,14 @@ from genai_tui.sources import tokens as tk
 def collect_once(config: Config) -> Snapshot:
     """Everything the dashboard knows, gathered once, with its findings."""
     from genai_tui.sources import gpu, host, probes
+    from genai_tui.sources.jobs import attach_nvml, collect_jobs
     from genai_tui.sources.process import ProcessSource
 
     snap = Snapshot(taken_at=datetime.now(UTC))
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         host_future = pool.submit(host.collect, config)
+        # one HTTP round of queue detail per ComfyUI (no websocket: a check is one look)
+        jobs_future = pool.submit(lambda: collect_jobs(config, tk.canonical_hash(config.tokens)))
         tokens_future = pool.submit(tk.read_report, config.tokens)
         processes = pool.submit(ProcessSource(config).list_stack)
         snap.docker, docker_infos, events = _docker_part(config, config.services)
@@ -47,6 +50,10 @@ def collect_once(config: Config) -> Snapshot:
             if source is not None:
                 source.close()
         snap.host = host_future.result()
+        try:
+            snap.jobs = attach_nvml(jobs_future.result(), snap.gpu)
+        except Exception:  # the queue detail never hides the rest of the check
+            snap.jobs = None
     snap.findings = derive.findings(snap, config)
     return snap
 

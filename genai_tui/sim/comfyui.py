@@ -12,7 +12,24 @@ Reproduces what genai-tui probes and parses (see shared/reference/comfyui-login.
   so editing PASSWORD on a running server changes nothing;
 - ComfyUI's own origin check (403 for loopback Host with a foreign Origin), the ``/api``
   aliases, aiohttp's 404/405 texts, ``/prompt``, ``/system_stats``, ``/queue``,
-  ``/history``, ``/free``, ``/ws`` (handshake + first status message) and fake jobs.
+  ``/history``, ``/free``, ``/interrupt``, ``/ws`` and a real queue (see below).
+
+The queue follows ComfyUI's ``server.py`` / ``execution.py`` / ``main.py``: ``POST /prompt``
+queues a job that one worker runs, printing ``got prompt``, the model load lines, a tqdm bar
+(``\r``-rewritten, as samplers print it) and ``Prompt executed in``; a ``status`` frame
+(``exec_info.queue_remaining``) goes to every websocket on every queue change, while
+``execution_start``/``executing``/``progress``/``execution_success``/``execution_error`` go
+only to the socket of the job's ``client_id`` (to every socket when it has none, as the
+real server's ``send_sync(..., sid=None)`` does). A second socket with the same
+``clientId`` takes the session over: the older one gets no frame any more. How a job
+behaves is set per prompt in ``extra_data["sim"]`` (``{"seconds": 3, "steps": 20,
+"fail": "oom"|"error", "stuck": true, "hang": 5}``) or for the generated jobs by
+``--job-mode``: ``oom`` fails with ``torch.OutOfMemoryError`` (history ``status_str`` error,
+``Got an OOM, unloading all loaded models.``), ``stuck`` prints the 0% bar and then
+nothing until ``/interrupt``, ``hang`` blocks every HTTP answer while it runs (a node that
+holds the event loop). ``--jobs-api`` turns the server into a newer ComfyUI with
+``/api/jobs`` (``comfy_execution/jobs.py`` shapes) and ``extra_data.create_time``;
+without it ``/api/jobs`` is a 404 like 0.3.64.
 
 Limitation: bcrypt is not in the standard library, so ``POST /login`` cannot check a
 password. With a PASSWORD file it always answers ``302 /login?wrong_password=1``; in the
@@ -66,6 +83,17 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HISTORY = 10000
 JOB_STEPS = 20
 JOB_SECONDS = 1.2
+#: job behaviours (``extra_data["sim"]`` keys and ``--job-mode`` values)
+JOB_MODES = ("normal", "oom", "error", "stuck", "hang")
+#: jobs API statuses (comfy_execution/jobs.py JobStatus)
+JOB_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
+OOM_MESSAGE = (
+    "Allocation on device 0 would exceed allowed memory. (out of memory)\n"
+    "Currently allocated     : 21.53 GiB\nRequested               : 1.27 GiB\n"
+    "Device limit            : 23.64 GiB\nFree (according to CUDA): 0 bytes\n"
+    "PyTorch limit (set by user-supplied memory fraction)\n"
+    "                        : 17179869184.00 GiB"
+)
 
 
 class SimulatedError(Exception):
@@ -273,9 +301,37 @@ class Job:
     extra_data: dict[str, Any]
     outputs: list[str]
     interrupted: bool = field(default=False)
+    behaviour: dict[str, Any] = field(default_factory=dict)
 
     def as_list(self) -> list[Any]:
         return [self.number, self.prompt_id, self.prompt, self.extra_data, self.outputs]
+
+    @property
+    def client_id(self) -> str | None:
+        value = self.extra_data.get("client_id")
+        return value if isinstance(value, str) and value else None
+
+
+class WsClient:
+    """One open websocket: frames from the worker and the handler thread, serialised."""
+
+    def __init__(self, sid: str, wfile: Any, conn: Any = None) -> None:
+        self.sid = sid
+        self.wfile = wfile
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.alive = True
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = ws_frame(0x1, json.dumps(message).encode())
+        with self.lock:
+            if not self.alive:
+                return
+            try:
+                self.wfile.write(data)
+                self.wfile.flush()
+            except OSError:
+                self.alive = False
 
 
 class ComfyApp:
@@ -298,7 +354,13 @@ class ComfyApp:
         self.number = 0
         self.image_counter = 0
         self.model_loaded = False
+        self.free_requested = False
         self.started = time.time()
+        #: open websockets by client id (a reused id replaces the older socket)
+        self.sockets: dict[str, WsClient] = {}
+        #: HTTP answers wait while a ``hang`` job holds the "event loop"
+        self.hang_until = 0.0
+        self.jobs_api = bool(getattr(cfg, "jobs_api", False))
         self.worker = threading.Thread(target=self._worker, daemon=True, name="prompt-worker")
         self.get_routes: dict[str, Callable[[Request], Response]] = {
             "/": self.r_index,
@@ -321,6 +383,9 @@ class ComfyApp:
             "/free": self.r_free,
             "/history": self.r_post_history,
         }
+        if self.jobs_api:
+            self.get_routes["/jobs"] = self.r_jobs
+            self.post_routes["/jobs/cancel"] = self.r_jobs_cancel
         if self.login_loaded:
             self.get_routes["/login"] = self.r_login_page
             self.get_routes["/logout"] = self.r_logout
@@ -373,6 +438,8 @@ class ComfyApp:
     # ----------------------------------------------------------------- pipeline
     def handle(self, req: Request) -> Response:
         """Middlewares (origin/CORS, then Login) and routing, with aiohttp's 500."""
+        while time.time() < self.hang_until:  # a node holds the event loop: no answer
+            time.sleep(0.05)
         try:
             if self.cfg.cors is None:
                 denied = self._origin_only(req)
@@ -491,6 +558,13 @@ class ComfyApp:
                 handler = self.r_history_item
             elif path.startswith("/object_info/"):
                 handler = self.r_object_info
+            elif self.jobs_api and path.startswith("/jobs/"):
+                handler = self.r_job_item
+        if handler is None and method == "POST" and self.jobs_api and path.startswith(
+                "/jobs/") and path.endswith("/cancel"):
+            handler = self.r_job_cancel
+        if path.startswith("/jobs") and not req.path.startswith("/api/"):
+            handler = None  # the jobs API exists only under /api/
         if handler is not None:
             return handler(req)
         if method == "GET":
@@ -642,28 +716,47 @@ class ComfyApp:
     def r_post_queue(self, req: Request) -> Response:
         data = self._json_body(req, "post_queue") or {}
         with self.lock:
+            before = len(self.pending)
             if data.get("clear"):
                 self.pending.clear()
             for pid in data.get("delete", []) or []:
                 self.pending = deque(j for j in self.pending if j.prompt_id != pid)
+            changed = len(self.pending) != before
+        if changed:
+            self.queue_updated()
         return Response(200, b"", "application/octet-stream")
 
     def r_interrupt(self, req: Request) -> Response:
+        data = self._json_body(req, "post_interrupt") if req.body else None
+        wanted = data.get("prompt_id") if isinstance(data, dict) else None
         with self.lock:
-            if self.running is not None:
-                self.running.interrupted = True
+            job = self.running
+            if job is not None and (wanted is None or wanted == job.prompt_id):
+                job.interrupted = True
         return Response(200, b"", "application/octet-stream")
 
     def r_free(self, req: Request) -> Response:
+        """Like ComfyUI: a flag the queue worker acts on when it next runs (at once when
+        idle, after the running job otherwise); it never interrupts a job."""
         data = self._json_body(req, "post_free") or {}
         if data.get("unload_models") or data.get("free_memory"):
-            with self.lock:
-                unload = self.model_loaded and self.running is None
-                if unload:
-                    self.model_loaded = False
-            if unload:
-                self.console.log("1 models unloaded.")
+            with self.cond:
+                self.free_requested = True
+                idle = self.running is None
+                self.cond.notify()
+            if idle:
+                self._apply_free()
         return Response(200, b"", "application/octet-stream")
+
+    def _apply_free(self) -> None:
+        with self.lock:
+            unload = self.free_requested and self.model_loaded and self.running is None
+            if self.running is None:
+                self.free_requested = False
+            if unload:
+                self.model_loaded = False
+        if unload:
+            self.console.log("1 models unloaded.")
 
     def r_post_history(self, req: Request) -> Response:
         data = self._json_body(req, "post_history") or {}
@@ -762,87 +855,324 @@ class ComfyApp:
                     "sid": sid,
                 },
             }
+            client = WsClient(sid, handler.wfile, handler.connection)
             try:
                 handler.connection.settimeout(None)
-                handler.wfile.write(head.encode() + ws_frame(0x1, json.dumps(status).encode()))
-                handler.wfile.flush()
-                ws_idle(handler)
+                with client.lock:
+                    handler.wfile.write(head.encode() + ws_frame(0x1, json.dumps(status).encode()))
+                    handler.wfile.flush()
+                with self.lock:
+                    # "Reusing existing session, remove old": the older socket stays open
+                    # but gets no frame any more
+                    self.sockets[sid] = client
+                ws_idle(handler, client.lock)
             except OSError:
                 pass
+            finally:
+                client.alive = False
+                with self.lock:
+                    if self.sockets.get(sid) is client:
+                        del self.sockets[sid]
 
         return Response(101, websocket=session)
 
+    def ws_clients(self) -> list[WsClient]:
+        with self.lock:
+            return list(self.sockets.values())
+
+    def send_ws(self, event: str, data: dict[str, Any], sid: str | None = None) -> None:
+        """``send_sync``: to the socket ``sid``, or to every socket when ``sid`` is None."""
+        message = {"type": event, "data": data}
+        with self.lock:
+            targets = list(self.sockets.values()) if sid is None else (
+                [self.sockets[sid]] if sid in self.sockets else [])
+        for client in targets:
+            client.send(message)
+
+    def queue_updated(self) -> None:
+        """``PromptServer.queue_updated``: a status frame to every socket."""
+        self.send_ws("status", {"status": {"exec_info": {
+            "queue_remaining": self.queue_remaining()}}})
+
+    # ----------------------------------------------------------------- jobs API
+    def _queue_lists(self) -> tuple[list[Any], list[Any], dict[str, Any]]:
+        with self.lock:
+            running = [self.running.as_list()] if self.running else []
+            pending = [job.as_list() for job in self.pending]
+            history = dict(self.history)
+        return running, pending, history
+
+    @staticmethod
+    def _job_from_queue(item: list[Any], status: str) -> dict[str, Any]:
+        number, prompt_id, _prompt, extra, _outputs = item
+        job = {"id": prompt_id, "status": status, "priority": number,
+               "create_time": extra.get("create_time"), "outputs_count": 0,
+               "previewable_outputs_count": 0}
+        return {k: v for k, v in job.items() if v is not None}
+
+    @staticmethod
+    def _job_from_history(prompt_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+        number, _, _prompt, extra, _ = entry["prompt"]
+        status_info = entry.get("status") or {}
+        start = end = error = None
+        interrupted = False
+        for name, data in status_info.get("messages", []):
+            if name == "execution_start":
+                start = data.get("timestamp")
+            elif name in ("execution_success", "execution_error", "execution_interrupted"):
+                end = data.get("timestamp")
+                if name == "execution_error":
+                    error = data
+                elif name == "execution_interrupted":
+                    interrupted = True
+        if status_info.get("status_str") == "error":
+            status = "cancelled" if interrupted else "failed"
+        else:
+            status = "completed"
+        count = sum(len(v.get("images", [])) for v in entry.get("outputs", {}).values())
+        job = {"id": prompt_id, "status": status, "priority": number,
+               "create_time": extra.get("create_time"), "execution_start_time": start,
+               "execution_end_time": end, "execution_error": error,
+               "outputs_count": count, "previewable_outputs_count": count}
+        return {k: v for k, v in job.items() if v is not None}
+
+    def r_jobs(self, req: Request) -> Response:
+        """``GET /api/jobs``: filter, sort by create_time (desc by default), paginate."""
+        raw = req.arg("status")
+        wanted = list(JOB_STATUSES)
+        if raw:
+            wanted = [x.strip().lower() for x in raw.split(",") if x.strip()]
+            bad = [x for x in wanted if x not in JOB_STATUSES]
+            if bad:
+                return json_response({"error": f"Invalid status value(s): {', '.join(bad)}. "
+                                      f"Valid values: {', '.join(JOB_STATUSES)}"}, 400)
+        order = (req.arg("sort_order") or "desc").lower()
+        if order not in ("asc", "desc"):
+            return json_response({"error": "sort_order must be 'asc' or 'desc'"}, 400)
+        limit: int | None = None
+        if req.arg("limit") is not None:
+            try:
+                limit = int(req.arg("limit") or "")
+            except ValueError:
+                return json_response({"error": "limit must be an integer"}, 400)
+            if limit <= 0:
+                return json_response({"error": "limit must be a positive integer"}, 400)
+        try:
+            offset = max(int(req.arg("offset") or 0), 0)
+        except ValueError:
+            return json_response({"error": "offset must be an integer"}, 400)
+        running, pending, history = self._queue_lists()
+        jobs: list[dict[str, Any]] = []
+        if "in_progress" in wanted:
+            jobs += [self._job_from_queue(i, "in_progress") for i in running]
+        if "pending" in wanted:
+            jobs += [self._job_from_queue(i, "pending") for i in pending]
+        for pid, entry in history.items():
+            job = self._job_from_history(pid, entry)
+            if job["status"] in wanted:
+                jobs.append(job)
+        jobs.sort(key=lambda j: j.get("create_time", 0), reverse=order == "desc")
+        total = len(jobs)
+        jobs = jobs[offset:]
+        if limit is not None:
+            jobs = jobs[:limit]
+        return json_response({"jobs": jobs, "pagination": {
+            "offset": offset, "limit": limit, "total": total,
+            "has_more": offset + len(jobs) < total}})
+
+    def r_job_item(self, req: Request) -> Response:
+        job_id = req.path.rsplit("/", 1)[-1]
+        running, pending, history = self._queue_lists()
+        if job_id in history:
+            return json_response(self._job_from_history(job_id, history[job_id]))
+        for items, status in ((running, "in_progress"), (pending, "pending")):
+            for item in items:
+                if item[1] == job_id:
+                    return json_response(self._job_from_queue(item, status))
+        return json_response({"error": "Job not found"}, 404)
+
+    def _cancel(self, job_id: str) -> bool:
+        with self.lock:
+            if self.running is not None and self.running.prompt_id == job_id:
+                self.running.interrupted = True
+                return True
+            before = len(self.pending)
+            self.pending = deque(j for j in self.pending if j.prompt_id != job_id)
+            removed = len(self.pending) != before
+        if removed:
+            self.queue_updated()
+        return removed
+
+    def r_job_cancel(self, req: Request) -> Response:
+        job_id = req.path.rsplit("/", 2)[-2]
+        return json_response({"cancelled": self._cancel(job_id)})
+
+    def r_jobs_cancel(self, req: Request) -> Response:
+        data = self._json_body(req, "cancel_jobs_batch")
+        ids = data.get("job_ids") if isinstance(data, dict) else None
+        if not isinstance(ids, list):
+            return json_response({"error": "job_ids must be a list"}, 400)
+        cancelled = False
+        for job_id in ids:
+            if isinstance(job_id, str) and self._cancel(job_id):
+                cancelled = True
+        return json_response({"cancelled": cancelled})
+
     # ----------------------------------------------------------------- jobs
     def submit(self, prompt: Any, extra: dict[str, Any] | None = None) -> Job:
-        """Queue a fake job (the worker thread runs it and records history)."""
+        """Queue a job (the worker thread runs it and records history)."""
+        extra = dict(extra or {})
+        behaviour = extra.get("sim") if isinstance(extra.get("sim"), dict) else {}
+        if self.jobs_api:
+            extra["create_time"] = int(time.time() * 1000)
         with self.cond:
             number = self.number
             self.number += 1
             outputs = [k for k, v in prompt.items() if _is_output(v)] or list(prompt)[-1:]
-            job = Job(number, str(uuid.uuid4()), prompt, dict(extra or {}), outputs)
+            job = Job(number, str(uuid.uuid4()), prompt, extra, outputs,
+                      behaviour=dict(behaviour))
             self.pending.append(job)
             self.cond.notify()
+        self.queue_updated()
         return job
 
     def _job_generator(self) -> None:
         assert self.cfg.jobs_every
+        mode = getattr(self.cfg, "job_mode", "normal") or "normal"
         while True:
             time.sleep(self.cfg.jobs_every)
             self.console.log("got prompt")
-            self.submit(default_workflow(random.randint(0, 2**48)), {"client_id": "genai-sim"})
+            extra: dict[str, Any] = {"client_id": "genai-sim"}
+            if mode != "normal":
+                extra["sim"] = {"fail": mode} if mode in ("oom", "error") else {mode: (
+                    True if mode == "stuck" else 5.0)}
+            self.submit(default_workflow(random.randint(0, 2**48)), extra)
 
     def _worker(self) -> None:
         while True:
             with self.cond:
                 while not self.pending:
+                    if self.free_requested and self.running is None:
+                        break
                     self.cond.wait()
-                job = self.pending.popleft()
-                self.running = job
-                load = not self.model_loaded
-                self.model_loaded = True
-            self._execute(job, load)
+                if not self.pending:
+                    job = None
+                else:
+                    job = self.pending.popleft()
+                    self.running = job
+                    load = not self.model_loaded
+                    self.model_loaded = True
+            if job is None:
+                self._apply_free()
+                continue
+            self.queue_updated()
+            try:
+                self._execute(job, load)
+            finally:
+                with self.lock:
+                    self.running = None
+                self.queue_updated()
+                self._apply_free()
+
+    def _number(self, job: Job, key: str, default: float) -> float:
+        value = job.behaviour.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        return default
 
     def _execute(self, job: Job, load: bool) -> None:
         start = time.monotonic()
         started_ms = int(time.time() * 1000)
+        pid = job.prompt_id
+        sid = job.client_id
+        behaviour = job.behaviour
+        steps = max(1, int(self._number(job, "steps", JOB_STEPS)))
+        seconds = self._number(job, "seconds", float(getattr(self.cfg, "job_seconds", None)
+                                                     or JOB_SECONDS))
+        fail = behaviour.get("fail") if behaviour.get("fail") in ("oom", "error") else None
+        stuck = bool(behaviour.get("stuck"))
+        hang = self._number(job, "hang", 0.0)
+        nodes = list(job.prompt) if isinstance(job.prompt, dict) else []
+        sampler = next((k for k in nodes if isinstance(job.prompt[k], dict)
+                        and job.prompt[k].get("class_type") == "KSampler"),
+                       nodes[0] if nodes else "3")
+        self.send_ws("execution_start", {"prompt_id": pid, "timestamp": started_ms}, sid)
+        self.send_ws("execution_cached", {"nodes": [], "prompt_id": pid,
+                                          "timestamp": started_ms}, sid)
+        if hang:
+            self.hang_until = time.time() + hang
         if load:
             self.console.log("Requested to load SDXL")
             self.console.log("loaded completely 21456.4 4897.0483474731445 True")
-        self.console.write("\r" + tqdm_bar(0, JOB_STEPS, 0.0))
-        bar_start = time.monotonic()
-        for step in range(1, JOB_STEPS + 1):
-            time.sleep(JOB_SECONDS / JOB_STEPS)
-            if job.interrupted:
+        for node in nodes:
+            if node == sampler:
                 break
-            self.console.write("\r" + tqdm_bar(step, JOB_STEPS, time.monotonic() - bar_start))
+            self.send_ws("executing", {"node": node, "display_node": node, "prompt_id": pid}, sid)
+        self.send_ws("executing", {"node": sampler, "display_node": sampler, "prompt_id": pid},
+                     sid)
+        self.console.write("\r" + tqdm_bar(0, steps, 0.0))
+        bar_start = time.monotonic()
+        failed_at: int | None = None
+        if stuck:
+            while not job.interrupted:  # no step ever ends: no bar, no frame, no line
+                time.sleep(0.05)
+        else:
+            for step in range(1, steps + 1):
+                time.sleep(seconds / steps)
+                if job.interrupted:
+                    break
+                if fail and step > steps // 4:
+                    failed_at = step
+                    break
+                self.console.write("\r" + tqdm_bar(step, steps, time.monotonic() - bar_start))
+                self.send_ws("progress", {"value": step, "max": steps, "prompt_id": pid,
+                                          "node": sampler}, sid)
         self.console.write("\n")
-        if job.interrupted:
-            self.console.log("Processing interrupted")
-        elapsed = time.monotonic() - start
-        self.console.log(f"Prompt executed in {elapsed:.2f} seconds")
         now_ms = int(time.time() * 1000)
-        pid = job.prompt_id
         messages: list[list[Any]] = [
             ["execution_start", {"prompt_id": pid, "timestamp": started_ms}],
             ["execution_cached", {"nodes": [], "prompt_id": pid, "timestamp": started_ms}],
         ]
         outputs: dict[str, Any] = {}
         meta: dict[str, Any] = {}
-        if job.interrupted:
-            messages.append(
-                [
-                    "execution_interrupted",
-                    {
-                        "prompt_id": pid,
-                        "node_id": "3",
-                        "node_type": "KSampler",
-                        "executed": [],
-                        "timestamp": now_ms,
-                    },
-                ]
-            )
+        if failed_at is not None:
+            exc_type, exc_message = (
+                ("torch.OutOfMemoryError", OOM_MESSAGE) if fail == "oom"
+                else ("RuntimeError", "mat1 and mat2 shapes cannot be multiplied (77x768 and "
+                      "1024x320)"))
+            trace = [
+                f'  File "{self.root}/execution.py", line 496, in execute\n',
+                "    output_data, output_ui, has_subgraph, has_pending_tasks = "
+                "await get_output_data(\n",
+                f'  File "{self.root}/comfy/samplers.py", line 1040, in sample\n',
+                "    return sampler.sample(...)\n",
+            ]
+            first = exc_message.split("\n", 1)[0]
+            self.console.log(f"!!! Exception during processing !!! {first}", "ERROR")
+            self.console.log("Traceback (most recent call last):\n" + "".join(trace)
+                             + f"{exc_type}: {exc_message}", "ERROR")
+            if fail == "oom":
+                self.console.log("Got an OOM, unloading all loaded models.")
+                with self.lock:
+                    self.model_loaded = False
+            error = {"prompt_id": pid, "node_id": sampler, "node_type": "KSampler",
+                     "executed": [], "exception_message": exc_message,
+                     "exception_type": exc_type, "traceback": trace,
+                     "current_inputs": {}, "current_outputs": {}, "timestamp": now_ms}
+            self.send_ws("execution_error", error, sid)
+            messages.append(["execution_error", error])
+            status = {"status_str": "error", "completed": False, "messages": messages}
+        elif job.interrupted:
+            self.console.log("Processing interrupted")
+            data = {"prompt_id": pid, "node_id": sampler, "node_type": "KSampler",
+                    "executed": [], "timestamp": now_ms}
+            self.send_ws("execution_interrupted", data, sid)
+            messages.append(["execution_interrupted", data])
             status = {"status_str": "error", "completed": False, "messages": messages}
         else:
+            for node in nodes[nodes.index(sampler) + 1:] if sampler in nodes else []:
+                self.send_ws("executing", {"node": node, "display_node": node,
+                                           "prompt_id": pid}, sid)
             messages.append(["execution_success", {"prompt_id": pid, "timestamp": now_ms}])
             status = {"status_str": "success", "completed": True, "messages": messages}
             for node in job.outputs:
@@ -862,6 +1192,10 @@ class ComfyApp:
                     "parent_node": None,
                     "real_node_id": node,
                 }
+            self.send_ws("execution_success", {"prompt_id": pid, "timestamp": now_ms}, sid)
+        self.send_ws("executing", {"node": None, "prompt_id": pid}, sid)
+        elapsed = time.monotonic() - start
+        self.console.log(f"Prompt executed in {elapsed:.2f} seconds")
         with self.lock:
             self.history[pid] = {
                 "prompt": job.as_list(),
@@ -871,7 +1205,6 @@ class ComfyApp:
             }
             while len(self.history) > MAX_HISTORY:
                 self.history.popitem(last=False)
-            self.running = None
 
 
 def _is_output(node: Any) -> bool:
@@ -896,9 +1229,10 @@ def ws_frame(opcode: int, payload: bytes) -> bytes:
     return head + payload
 
 
-def ws_idle(handler: BaseHTTPRequestHandler) -> None:
+def ws_idle(handler: BaseHTTPRequestHandler, lock: threading.Lock | None = None) -> None:
     """Read client frames until close: answer ping with pong and close with close."""
     rfile, wfile = handler.rfile, handler.wfile
+    lock = lock or threading.Lock()
     while True:
         head = rfile.read(2)
         if len(head) < 2:
@@ -915,9 +1249,11 @@ def ws_idle(handler: BaseHTTPRequestHandler) -> None:
         if mask:
             payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         if opcode == 0x8:
-            wfile.write(ws_frame(0x8, payload[:2]))
-            wfile.flush()
+            with lock:
+                wfile.write(ws_frame(0x8, payload[:2]))
+                wfile.flush()
             return
         if opcode == 0x9:
-            wfile.write(ws_frame(0xA, payload))
-            wfile.flush()
+            with lock:
+                wfile.write(ws_frame(0xA, payload))
+                wfile.flush()

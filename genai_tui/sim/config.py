@@ -27,6 +27,7 @@ SCENARIOS = (
     "wrong_port",
     "open_api",
 )
+JOB_MODES = ("normal", "oom", "error", "stuck", "hang")
 DEFAULT_PORTS = {"comfyui": 8188, "orchestrator": 8090, "stub": 8000}
 DEFAULT_DELAYS = {"slow_start": 10.0, "crash": 5.0}
 DEFAULT_NAMES = {"comfyui": "comfyui-qwen", "orchestrator": "GenAI-Orchestrator", "stub": "stub"}
@@ -63,6 +64,10 @@ class SimConfig:
     comfy_root: str = "/workspace/ComfyUI"
     oom_cap_mb: int = 4096
     oom_step_mb: int = 16
+    #: comfyui queue: a newer server with /api/jobs; how generated jobs behave; job length
+    jobs_api: bool = False
+    job_mode: str = "normal"
+    job_seconds: float | None = None
 
     @property
     def listen_port(self) -> int:
@@ -124,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--comfy-root", help="ComfyUI root shown in logs, /workspace/ComfyUI")
     p.add_argument("--oom-cap-mb", type=int, help="oom: stop allocating at this many MiB")
     p.add_argument("--oom-step-mb", type=int, help="oom: MiB allocated every 100 ms (16)")
+    p.add_argument("--jobs-api", action="store_true", default=None,
+                   help="comfyui: serve /api/jobs like ComfyUI after 0.3.64 (SIM_JOBS_API)")
+    p.add_argument("--job-mode", choices=JOB_MODES,
+                   help="comfyui: how --jobs-every jobs behave (SIM_JOB_MODE)")
+    p.add_argument("--job-seconds", type=float, help="comfyui: seconds a job runs (1.2)")
     return p
 
 
@@ -172,7 +182,16 @@ def parse_args(argv: Sequence[str] | None = None) -> SimConfig:
         comfy_root=pick("comfy_root", "SIM_COMFY_ROOT", default="/workspace/ComfyUI").rstrip("/"),
         oom_cap_mb=pick("oom_cap_mb", "SIM_OOM_CAP_MB", int, 4096),
         oom_step_mb=pick("oom_step_mb", "SIM_OOM_STEP_MB", int, 16),
+        jobs_api=bool(pick("jobs_api", "SIM_JOBS_API",
+                           lambda s: s.lower() in ("1", "true", "yes"))),
+        job_mode=pick("job_mode", "SIM_JOB_MODE", default="normal"),
+        job_seconds=pick("job_seconds", "SIM_JOB_SECONDS", float),
     )
+    if cfg.job_mode not in JOB_MODES:
+        raise SystemExit(f"invalid SIM_JOB_MODE {cfg.job_mode!r}; choose from "
+                         + ", ".join(JOB_MODES))
+    if cfg.job_seconds is not None and cfg.job_seconds < 0:
+        raise SystemExit("--job-seconds must be >= 0")
     if cfg.lines_per_second <= 0:
         raise SystemExit("--lines-per-second must be > 0")
     if cfg.check_interval <= 0:

@@ -264,6 +264,7 @@ _JOB = re.compile(r"^got prompt$|Prompt executed in ")
 _CLASSIFY_TRIGGER = re.compile(
     r"token|password|cookie|oom|memory|traceback|file \"|error|exception|interrupted"
     r"|invalid|failed|cannot import|warn|skip|critical|fatal|panic|prompt"
+    r"|it/s\]|s/it\]|load"
 )
 
 
@@ -324,10 +325,68 @@ def _event(service: str, line: str, ts: int | datetime | None) -> LogEvent | Non
         kind = "job_done"
     elif "!!! Exception during processing !!!" in line:
         kind = "error"
+    else:
+        kind, fp = _job_event(line)  # fp: the parsed detail (never the line itself)
+        if kind is None:
+            return None
+        at = ts if isinstance(ts, datetime) else ts_to_datetime(ts or 0)
+        return LogEvent(service=service, kind=kind, at=at, detail=fp)
     if kind is None:
         return None
     at = ts if isinstance(ts, datetime) else ts_to_datetime(ts or 0)
-    return LogEvent(service=service, kind=kind, at=at, fingerprint=fp)
+    # the evidence a finding quotes ("last error logged: …"): cleaned and redacted here,
+    # since events are computed before the display redaction
+    text = ""
+    if kind in _EVIDENCE:
+        from genai_tui.safety import shown  # safety imports this module's tables
+
+        text = shown(_GENERIC.redact(line), 300)
+    return LogEvent(service=service, kind=kind, at=at, fingerprint=fp, text=text)
+
+
+# ComfyUI's work lines (the jobs source reads them): tqdm bars as samplers print them,
+# the model manager's load/unload lines, and the start/stop of a prompt
+_TQDM = re.compile(r"(\d{1,3})%\|[^|]{0,80}\|\s*(\d{1,6})/(\d{1,6})\s*\[[\d:]{1,12}<[\d:?]{1,12},"
+                   r"\s*([\d.]{1,12}|\?)\s*(it/s|s/it)\]")
+_MODEL_LOAD = re.compile(r"^Requested to load ([A-Za-z_][\w.]{0,80})\s*$")
+_MODEL_LOADED = re.compile(r"^loaded (?:completely|partially) ")
+_UNLOADED = re.compile(r"^(\d{1,4}) models? unloaded\.")
+
+
+def _job_event(line: str) -> tuple[str | None, str | None]:
+    """(kind, detail) of a ComfyUI work line, (None, None) for any other line."""
+    if line == "got prompt" or line.endswith("] got prompt") or line.endswith(" got prompt"):
+        return "job_start", None
+    if "Processing interrupted" in line:
+        return "job_interrupted", None
+    m = _TQDM.search(line)
+    if m:
+        step, steps = int(m.group(2)), int(m.group(3))
+        rate: float | None = None
+        if m.group(4) != "?":
+            try:
+                value = float(m.group(4))
+                rate = value if m.group(5) == "it/s" else (1.0 / value if value else None)
+            except ValueError:
+                rate = None
+        detail = f"{step}/{steps}" + (f" {rate:.3f}" if rate is not None else "")
+        return "job_progress", detail
+    m = _MODEL_LOAD.search(_strip_prefix(line))
+    if m:
+        return "model_load", m.group(1)
+    if _MODEL_LOADED.search(_strip_prefix(line)):
+        return "model_loaded", None
+    m = _UNLOADED.search(_strip_prefix(line))
+    if m:
+        return "models_unloaded", m.group(1)
+    return None, None
+
+
+def _strip_prefix(line: str) -> str:
+    """The message without a ComfyUI-Manager `[YYYY-mm-dd HH:MM:SS.mmm] ` stamp."""
+    if line.startswith("[") and "] " in line[:40]:
+        return line.split("] ", 1)[1]
+    return line
 
 
 # ------------------------------------------------------------------ a batch at a time
@@ -340,6 +399,8 @@ _EVENT_B = re.compile(
     rb"|\(IMPORT FAILED\)|Got an OOM|OutOfMemoryError|CUDA out of memory"
     rb"|Prompt executed in |!!! Exception during processing !!!"
     rb"|Traceback \(most recent call last\):|File \""
+    rb"|got prompt|Processing interrupted|it/s\]|s/it\]|Requested to load |loaded completely "
+    rb"|loaded partially | models? unloaded\."
 )
 #: OOM lines come in bursts (exception, traceback, "Got an OOM"): one event per 10 s
 OOM_EVENT_GAP_NS = 10_000_000_000
@@ -433,3 +494,7 @@ def _lines_hit(rx: re.Pattern[bytes], blob: bytes, ends: list[int]) -> set[int]:
         hit.add(i)
         pos = ends[i]
     return hit
+
+
+_EVIDENCE = frozenset({"error", "oom", "import_failed", "no_password", "traceback"})
+_GENERIC = Redactor()  # token=…, Authorization: … and hashes, with no configured values

@@ -38,9 +38,12 @@ from genai_tui.model import (
     GpuProcess,
     GpuReport,
     HostInfo,
+    JobInfo,
+    JobsReport,
     LogEvent,
     ProbeResult,
     ServerTokenStatus,
+    ServiceJobs,
     Severity,
     Snapshot,
     TokenLocationStatus,
@@ -128,6 +131,16 @@ def snapshot(**over) -> Snapshot:
             Finding("oom_killed", Severity.CRITICAL, "flux", "killed"),
             Finding("gpu_unavailable", Severity.INFO, None, "no NVML"),
         ],
+        jobs=JobsReport(services=[
+            ServiceJobs("qwen", running=JobInfo("p1", 4, "running"),
+                        pending=[JobInfo("p2", 5), JobInfo("p3", 6)], oldest_wait_s=42.0,
+                        recent=[JobInfo("p0", 3, "error", error_type="OOM"),
+                                JobInfo("pz", 2, "error", error_type="OOM"),
+                                JobInfo("py", 1, "success")],
+                        last_progress_at=now - timedelta(seconds=30),
+                        vram_used=3 * MIB, vram_source="nvml", api="queue"),
+            ServiceJobs("flux", api="none", error="connection refused"),
+        ]),
         taken_at=now - timedelta(seconds=5),
     )
     for key, val in over.items():
@@ -213,6 +226,16 @@ def test_every_family_with_its_labels_and_units():
             frozenset({("severity", "warning")}): 3,
             frozenset({("severity", "info")}): 1}
         assert 4 <= value(s, "genai_tui_snapshot_age_seconds") < 60
+        assert value(s, "genai_tui_jobs_running", service="qwen") == 1
+        assert value(s, "genai_tui_jobs_pending", service="qwen") == 2
+        assert value(s, "genai_tui_jobs_oldest_wait_seconds", service="qwen") == 42
+        assert 30 <= value(s, "genai_tui_jobs_seconds_since_progress", service="qwen") < 90
+        assert value(s, "genai_tui_jobs_recent_failures", service="qwen",
+                     error_type="OOM") == 2
+        assert value(s, "genai_tui_jobs_vram_used_bytes", service="qwen",
+                     source="nvml") == 3 * MIB
+        # a server whose queue could not be read has no figures, not an idle zero
+        assert all(("service", "flux") not in k for k in s["genai_tui_jobs_pending"])
     # every family of the public interface is there (the hand-built snapshot has them all)
     names = {n for n in text_samples}
     assert names == {"genai_tui_build_info",

@@ -301,7 +301,7 @@ def test_log_events_are_computed_before_redaction():
     assert log_event("qwen", row.replace("Login", "Manager")) is None
     assert log_event("qwen", "Got an OOM, unloading all loaded models.").kind == "oom"
     assert log_event("qwen", "Prompt executed in 3.20 seconds").kind == "job_done"
-    assert log_event("qwen", "got prompt") is None
+    assert log_event("qwen", "got prompt").kind == "job_start"
     # the redacted line no longer carries the hash, so no fingerprint can come from it
     red = Redactor().redact(f"For direct API calls, use token={h}")
     assert log_event("qwen", red).fingerprint != fingerprint(h)
