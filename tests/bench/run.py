@@ -175,6 +175,7 @@ class Bench:
         }
         self.profiles: dict[str, subprocess.Popen] = {}
         self.activity: EngineActivity | None = None
+        self.history_file: Path | None = None
 
     # ------------------------------------------------------------------ plumbing
     def save(self) -> None:
@@ -497,12 +498,14 @@ class Bench:
         log("setting up …")
         self.setup()
         assert self.stack.config_path is not None
+        self.history_file = history_option(self.stack.config_path, self.args.history, self.out)
         for name in names:
             if name == "genai-tui":
                 self.tools.append(genai_tui(self.stack.config_path))
             else:
                 self.tools.append(lazydocker(lazydocker_binary(cache), self.out / "ld-cwd"))
         self.meta()
+        self.results["meta"]["history"] = self.args.history
         self.save()
         self.activity = EngineActivity(self.stack.owner)
         self.baseline("stack", "before")
@@ -515,6 +518,11 @@ class Bench:
             self.flood(tool)
         if not self.args.skip_scale:
             self.scale()
+        if self.history_file is not None:  # what the run left in the event store
+            files = [self.history_file, self.history_file.with_name(
+                self.history_file.name + "-wal")]
+            self.results["meta"]["history_bytes"] = sum(f.stat().st_size for f in files
+                                                        if f.exists())
 
     def close(self) -> None:
         if self.activity is not None:
@@ -545,6 +553,19 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+def history_option(config: Path, mode: str, out: Path) -> Path | None:
+    """`--history on` (the dashboard's default): the event store in the result folder,
+    so its size is reported; `off`: `[history] enabled = false`, to measure the store's
+    own cost by difference."""
+    text = config.read_text()
+    if mode == "off":
+        config.write_text(text + "\n[history]\nenabled = false\n")
+        return None
+    path = out / "history.sqlite3"
+    config.write_text(text + f'\n[history]\npath = "{path}"\n')
+    return path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -578,6 +599,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="measure an idle or baseline window again this many times when "
                     "other jobs' containers started or stopped during it (default 1)")
     ap.add_argument("--idle-seconds", type=float, help="override the idle window")
+    ap.add_argument("--history", choices=("on", "off"), default="on",
+                    help="genai-tui's event store: on (the default, as installed; its size "
+                    "after the run is in results.json meta.history_bytes) or off")
     ap.add_argument("--scale-containers", type=int, help="override the 200 of the scale step")
     ap.add_argument("--flood-seconds", type=float, help="override the flood's 30 s")
     return ap.parse_args(argv)
