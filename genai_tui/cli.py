@@ -7,13 +7,14 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genai_tui import __version__
 from genai_tui import config as configmod
 from genai_tui.model import Severity, Snapshot
-from genai_tui.safety import one_line
+from genai_tui.safety import one_line, redact
 
 if TYPE_CHECKING:
     from genai_tui.demo import DockerDemo, LocalDemo
@@ -85,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     from genai_tui import cli_tokens
 
     cli_tokens.add_parser(sub, parents=common)
+    from genai_tui import cli_history
+
+    cli_history.add_parser(sub, parents=common)
+    from genai_tui import cli_init
+
+    cli_init.add_parser(sub, parents=common)
     return parser
 
 
@@ -131,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "dashboard"
     if command == "demo":
         return run_demo(args)
+    if command == "init":  # before the config: init is how a host gets one
+        from genai_tui import cli_init
+
+        return cli_init.run(args, readonly=args.readonly)
     try:
         cfg = configmod.load(args.config)
     except configmod.ConfigError as exc:
@@ -146,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from genai_tui import exporter
 
         return exporter.run(cfg, args.listen, stale_after=args.stale_after)
+    if command == "history":
+        from genai_tui import cli_history
+
+        return cli_history.run(args, cfg)
     if command == "tokens":
         from genai_tui import cli_tokens
 
@@ -229,6 +244,15 @@ def run_check(cfg: configmod.Config, *, fmt: str = "table",
     return status
 
 
+def _since(at: datetime | None) -> str:
+    """Since when a finding holds, in the admin's zone: the time today, else the date."""
+    if at is None:
+        return "-"
+    local = at.astimezone()
+    today = datetime.now(local.tzinfo).date()
+    return local.strftime("%H:%M" if local.date() == today else "%Y-%m-%d %H:%M")
+
+
 def render_check(snap: Snapshot, cfg: configmod.Config, status: int) -> str:
     from genai_tui.textout import table
 
@@ -259,10 +283,19 @@ def render_check(snap: Snapshot, cfg: configmod.Config, status: int) -> str:
     if snap.host is not None and snap.host.memory_total_mb:
         out.append(f"host: memory {snap.host.memory_used_mb:.0f}/"
                    f"{snap.host.memory_total_mb:.0f} MiB")
+    if snap.jobs is not None:
+        from genai_tui.sources.jobs import summary
+
+        out.extend(summary(sj) for sj in snap.jobs.services)
     out.append("")
     if snap.findings:
-        out.append(table(["SEVERITY", "CODE", "SERVICE", "MESSAGE"], [
-            [f.severity.value, f.code, f.service or "-", f.message] for f in snap.findings]))
+        out.append(table(["SEVERITY", "CODE", "SERVICE", "SINCE", "MESSAGE"], [
+            [f.severity.value, f.code, f.service or "-", _since(f.since), f.message]
+            for f in snap.findings]))
+        for f in snap.findings:  # the evidence: the service's own last error line
+            if f.log_line:
+                out.append(f"  {f.service or '-'} last error logged: "
+                           f"{one_line(redact(f.log_line), 300)}")
     else:
         out.append("all good: no findings")
     out.append("")

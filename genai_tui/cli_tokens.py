@@ -181,6 +181,9 @@ def _unify(args: argparse.Namespace, config: Config) -> int:
         result = tk.apply_plan(config.tokens, plan, base_dir=config.base_dir)
     except tk.UnifyError as exc:
         return _fail(args, str(exc), exc.code, doc)
+    from genai_tui.engine import history
+
+    history.record_unify(config, plan, result)  # the timeline: who unified, from the CLI
     doc["applied"] = True
     doc["result"] = result.to_json()
     doc["message"] = result.message

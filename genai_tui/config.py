@@ -30,7 +30,11 @@ KEY_ACTIONS = (
     "quit", "help", "restart", "restart_all", "logs", "logs_all", "probe", "unify", "refresh",
     "view_logs", "view_probes", "view_tokens", "view_gpu", "view_host",
     "filter", "next_match", "prev_match", "clear_filter", "follow", "timestamps", "wrap", "save",
+    "timeline", "findings", "jobs", "view_jobs", "discover",
 )
+#: `[[alerts]] on` values and the severities an alert can be chosen for
+ALERT_STATES = ("open", "close")
+ALERT_SEVERITIES = ("critical", "warning", "info")
 #: the most we read of a config file or of the `.env` beside it
 MAX_FILE_BYTES = 1 << 20
 #: the largest number or integer a setting may hold (keeps timeouts and buffer sizes within
@@ -63,6 +67,8 @@ class ServiceConfig:
     process_pattern: str | None = None  # regex matched against the command line
     restart_command: str | None = None
     log_file: Path | None = None
+    #: docker runtime: the compose project its container belongs to (default: [docker])
+    project: str | None = None
 
     @property
     def container_name(self) -> str:
@@ -114,6 +120,12 @@ class DockerConfig:
     restart_loop_window: float = 120.0
     health_starting_max: float = 300.0
     stop_timeout: int = 10
+    #: seconds a just-started container's port may stay silent before it is an alarm
+    #: (its healthcheck's start period wins when it has one)
+    start_grace: float = 30.0
+    #: the compose project whose containers are the stack's (a staging copy's look-alikes
+    #: are never chosen); per service: `[[services]] project`
+    project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +157,51 @@ class HostConfig:
 
 
 @dataclass(frozen=True)
+class JobsConfig:
+    """The ComfyUI queue watch (issue #14): thresholds of the job findings, in seconds
+    unless named otherwise; `safety_poll` is the slowest detail poll while a websocket
+    says nothing (and the poll interval where there is no websocket)."""
+
+    enabled: bool = True
+    #: long: a job queued by a browser shows its steps only in the log, and `docker logs`
+    #: delivers a tqdm bar only when it ends (the daemon splits on "\n", the bar uses "\r")
+    stuck_after: float = 600.0
+    backlog_after: float = 600.0
+    idle_hold_after: float = 900.0
+    idle_hold_gib: float = 4.0
+    safety_poll: float = 30.0
+    recent: int = 20
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """The event store (genai_tui.engine.history): on by default under
+    `$XDG_STATE_HOME/genai-tui/` (one file per config); bounded by age and size."""
+
+    enabled: bool = True
+    retention_days: float = 30.0
+    max_mb: float = 64.0
+    path: Path | None = None  # None: the per-config default under $XDG_STATE_HOME
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """One `[[alerts]]` hook: a command (argv, the payload JSON on stdin) or a webhook
+    URL (POSTed JSON), for findings of `severity` or worse opening and/or closing."""
+
+    name: str
+    command: tuple[str, ...] = ()
+    webhook: str | None = None
+    severity: str = "critical"
+    on: tuple[str, ...] = ("open", "close")
+    timeout: float = 5.0
+    #: deliveries per hook per minute at most (the rest are counted, not sent)
+    per_minute: int = 6
+    #: the same (code, service, open/close) is not sent again within this many seconds
+    dedup_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
 class Config:
     services: tuple[ServiceConfig, ...]
     docker: DockerConfig = field(default_factory=DockerConfig)
@@ -154,6 +211,9 @@ class Config:
     gpu: GpuConfig = field(default_factory=GpuConfig)
     host: HostConfig = field(default_factory=HostConfig)
     keys: Mapping[str, str] = field(default_factory=dict)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    alerts: tuple[AlertConfig, ...] = ()
     path: Path | None = None  # None = built-in defaults
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -526,6 +586,8 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
         restart_loop_window=d.number("restart_loop_window", DockerConfig.restart_loop_window),
         health_starting_max=d.number("health_starting_max", DockerConfig.health_starting_max),
         stop_timeout=d.integer("stop_timeout", DockerConfig.stop_timeout, minimum=0),
+        start_grace=d.number("start_grace", DockerConfig.start_grace),
+        project=d.string("project"),
     )
     d.done()
 
@@ -552,6 +614,7 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
                 process_pattern=s.string("process_pattern"),
                 restart_command=s.string("restart_command"),
                 log_file=rel(log_file, f"services[{i}].log_file") if log_file else None,
+                project=s.string("project"),
             )
             if svc.process_pattern:
                 _check_regex(ctx, f"services[{i}].process_pattern", svc.process_pattern)
@@ -648,6 +711,30 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
                       memory_warn_pct=h.number("memory_warn_pct", HostConfig.memory_warn_pct))
     h.done()
 
+    jb = _Reader(top.get("jobs", (dict,), {}, "a table"), "jobs", ctx)
+    jobs = JobsConfig(
+        enabled=jb.boolean("enabled", JobsConfig.enabled),
+        stuck_after=jb.number("stuck_after", JobsConfig.stuck_after),
+        backlog_after=jb.number("backlog_after", JobsConfig.backlog_after),
+        idle_hold_after=jb.number("idle_hold_after", JobsConfig.idle_hold_after),
+        idle_hold_gib=jb.number("idle_hold_gib", JobsConfig.idle_hold_gib),
+        safety_poll=jb.number("safety_poll", JobsConfig.safety_poll),
+        recent=jb.integer("recent", JobsConfig.recent, minimum=1),
+    )
+    if jobs.recent > 1000:
+        ctx.fail("jobs.recent", f"expected an integer >= 1 and at most 1000, got {jobs.recent}")
+    jb.done()
+
+    hi = _Reader(top.get("history", (dict,), {}, "a table"), "history", ctx)
+    history_path = hi.string("path")
+    history = HistoryConfig(
+        enabled=hi.boolean("enabled", HistoryConfig.enabled),
+        retention_days=hi.number("retention_days", HistoryConfig.retention_days),
+        max_mb=hi.number("max_mb", HistoryConfig.max_mb),
+        path=rel(history_path, "history.path") if history_path else None)
+    hi.done()
+    alerts = _alerts(top, ctx)
+
     k = _Reader(top.get("keys", (dict,), {}, "a table"), "keys", ctx)
     keys: dict[str, str] = {}
     for action in KEY_ACTIONS:
@@ -656,10 +743,51 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
         else:
             k.seen.add(action)
     k.done()
+    bound: dict[str, str] = {}  # a key bound twice would silently run only one action
+    for action, spec in keys.items():
+        # a plain r and R are two keys; ctrl+r and Ctrl+R are one
+        for key in (k.lower() if "+" in k else k for k in (p.strip() for p in spec.split(","))):
+            if key and bound.setdefault(key, action) != action:
+                ctx.fail(f"keys.{action}", f"key {ctx.show(f'keys.{action}', key)} is "
+                         f"already bound to {bound[key]}")
 
     top.done()
     return Config(services=tuple(services), docker=docker, tokens=tokens, probes=probes,
-                  logs=logs, gpu=gpu, host=host, keys=keys, path=path, base_dir=base_dir)
+                  logs=logs, gpu=gpu, host=host, keys=keys, path=path, base_dir=base_dir,
+                  jobs=jobs, history=history, alerts=alerts)
+
+
+def _alerts(top: _Reader, ctx: _Ctx) -> tuple[AlertConfig, ...]:
+    """`[[alerts]]`: each a command (argv list) or a webhook URL, never both."""
+    out: list[AlertConfig] = []
+    raw_alerts = top.table_list("alerts") if "alerts" in top.table else []
+    top.seen.add("alerts")
+    for i, raw in enumerate(raw_alerts):
+        where = f"alerts[{i}]"
+        a = _Reader(raw, where, ctx)
+        command = a.strings("command")
+        webhook = a.string("webhook")
+        if bool(command) == bool(webhook):
+            ctx.fail(where, "expected exactly one of command (a list of strings) or webhook "
+                     "(an http(s):// URL)")
+        if webhook:
+            ctx.url(f"{where}.webhook", webhook)
+        on = a.strings("on") if "on" in a.table else AlertConfig.on
+        for j, state in enumerate(on):
+            if state not in ALERT_STATES:
+                ctx.fail(f"{where}.on[{j}]", f"unknown value {ctx.show(f'{where}.on[{j}]', state)}"
+                         "; expected one of " + ", ".join(ALERT_STATES))
+        alert = AlertConfig(
+            name=a.string("name") or f"alert {i + 1}",
+            command=command, webhook=webhook,
+            severity=a.string("severity", "critical", choices=ALERT_SEVERITIES) or "critical",
+            on=tuple(on),
+            timeout=a.number("timeout", AlertConfig.timeout),
+            per_minute=a.integer("per_minute", AlertConfig.per_minute),
+            dedup_seconds=a.number("dedup_seconds", AlertConfig.dedup_seconds))
+        a.done()
+        out.append(alert)
+    return tuple(out)
 
 
 def _check_regex(ctx: _Ctx, where: str, pattern: str) -> None:

@@ -76,7 +76,32 @@ def restart(config: Config, names: Sequence[str], *,
             assert svc is not None
             ok, detail = source.restart(svc)
             out[n] = RestartOutcome(n, ok, detail)
+    from genai_tui.engine import history
+
+    for r in out.values():  # who asked, from which face, and how it went: in the history
+        history.record_action(config, "restart_asked", r.service, "restart asked" + (
+            "" if r.ok else f", failed: {r.detail}"), ok=r.ok)
     return [out[n] for n in names]
+
+
+def unpause(config: Config, names: Sequence[str]) -> list[RestartOutcome]:
+    """Unpause these docker services (a paused container needs only that: a restart
+    would kill its jobs). Resolved like `restart`, never a guess; never raises."""
+    from genai_tui.sources.docker import DockerSource
+
+    source = DockerSource(config)
+    try:
+        out = []
+        for n in names:
+            svc = config.service(n)
+            if svc is None or svc.runtime != "docker":
+                out.append(RestartOutcome(n, False, "not a docker service"))
+                continue
+            ok, detail = source.unpause(svc)
+            out.append(RestartOutcome(n, ok, detail))
+        return out
+    finally:
+        source.close()
 
 
 def needs_restart(config: Config, plan: tk.UnifyPlan | None = None,
@@ -161,6 +186,9 @@ def apply_unify(config: Config, plan: tk.UnifyPlan) -> UnifyOutcome:
     """Write the plan (locked, verified, backed up; raises tk.UnifyError) and work out who
     now needs a restart."""
     result = tk.apply_plan(config.tokens, plan, base_dir=config.base_dir)
+    from genai_tui.engine import history
+
+    history.record_unify(config, plan, result)
     return UnifyOutcome(result=result, needs=needs_restart(config, plan),
                         compose_env_changed=compose_env_changed(config, plan))
 
@@ -175,3 +203,148 @@ def restart_and_verify(config: Config, outcome: UnifyOutcome, names: Sequence[st
     ok = [r.service for r in outcome.restarts if r.ok]
     outcome.probes = tk.probe_after_restart(config, ok, wait=wait, stop=stop) if ok else []
     return outcome
+
+
+# ------------------------------------------------------------ ComfyUI queue (issue #14)
+
+
+@dataclass
+class JobActionOutcome:
+    """What one queue action did, in one line a face shows as it is (no token in it)."""
+
+    service: str
+    action: str  # interrupt | cancel | clear | free_vram
+    ok: bool
+    message: str
+    #: free_vram: the device before the call and after the re-read (bytes)
+    before: Any = None
+    after: Any = None
+
+    @property
+    def freed(self) -> int | None:
+        """Bytes of VRAM the free gave back (free_vram, when both reads worked)."""
+        if self.before is None or self.after is None:
+            return None
+        return max(0, self.before.used - self.after.used)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"service": self.service, "action": self.action, "ok": self.ok,
+                "message": self.message, "freed": self.freed}
+
+
+def _short_id(prompt_id: str) -> str:
+    """A prompt id as every face shows it: its first 8 characters, cleaned (no hash)."""
+    from genai_tui.safety import shown
+
+    return shown(prompt_id, 200)[:8] or "?"
+
+
+def _job_control(config: Config, service: str) -> Any:
+    from genai_tui.sources.jobs_control import JobControl
+
+    svc = config.service(service)
+    if svc is None or svc.kind != "comfyui":
+        return None
+    return JobControl(svc, tk.canonical_hash(config.tokens), config.probes)
+
+
+def _job_action(config: Config, service: str, action: str, done: str,
+                work: Any) -> JobActionOutcome:
+    """Run one queue request; the outcome's message says what happened or why not; the
+    history records who asked. Never raises."""
+    from genai_tui.engine import history
+    from genai_tui.safety import one_line
+    from genai_tui.sources.jobs_control import ControlError
+
+    name = one_line(service, 64)
+    control = _job_control(config, service)
+    if control is None:
+        out = JobActionOutcome(service, action, False, f"{name}: not a ComfyUI service")
+    else:
+        try:
+            work(control)
+            out = JobActionOutcome(service, action, True, f"{name}: {done}")
+        except ControlError as exc:
+            out = JobActionOutcome(service, action, False, f"{name}: {action} failed: {exc}")
+    history.record_action(config, "job_action", service, out.message, ok=out.ok)
+    return out
+
+
+def interrupt_job(config: Config, service: str, prompt_id: str, *,
+                  api: str = "queue") -> JobActionOutcome:
+    """Interrupt the running job `prompt_id` on a ComfyUI (`POST /interrupt` with its id,
+    or the jobs API's cancel): a job that started meanwhile is not touched."""
+    return _job_action(config, service, "interrupt",
+                       f"interrupt sent for job {_short_id(prompt_id)}",
+                       lambda c: c.interrupt(prompt_id, api))
+
+
+def cancel_jobs(config: Config, service: str, prompt_ids: Sequence[str], *,
+                api: str = "queue") -> JobActionOutcome:
+    """Take pending jobs off a ComfyUI's queue (`POST /queue {"delete": [...]}`)."""
+    ids = list(prompt_ids)
+    what = f"job {_short_id(ids[0])}" if len(ids) == 1 else f"{len(ids)} jobs"
+    return _job_action(config, service, "cancel", f"{what} taken off the queue",
+                       lambda c: c.cancel(ids, api))
+
+
+def clear_queue(config: Config, service: str) -> JobActionOutcome:
+    """Empty a ComfyUI's pending queue (`POST /queue {"clear": true}`); the running job
+    goes on."""
+    return _job_action(config, service, "clear", "pending queue cleared",
+                       lambda c: c.clear())
+
+
+def free_vram(config: Config, service: str, *, wait: float = 5.0,
+              stop: threading.Event | None = None) -> JobActionOutcome:
+    """`POST /free` (unload models, free memory), then re-read `/system_stats` until the
+    memory drops or `wait` seconds pass, and say what was freed. ComfyUI acts on it when
+    its queue worker next runs, so with a job running nothing is freed before it ends."""
+    import time
+
+    from genai_tui.engine import history
+    from genai_tui.safety import one_line
+    from genai_tui.sources.jobs_control import ControlError
+
+    name = one_line(service, 64)
+    control = _job_control(config, service)
+    if control is None:
+        out = JobActionOutcome(service, "free_vram", False, f"{name}: not a ComfyUI service")
+        history.record_action(config, "job_action", service, out.message, ok=False)
+        return out
+    gib = 1024 ** 3
+    before = after = None
+    try:
+        try:
+            before = control.stats()
+        except ControlError:
+            before = None  # the free is still worth asking; only the figure is lost
+        control.free()
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            try:
+                after = control.stats()
+            except ControlError:
+                after = None
+            dropped = (before is not None and after is not None
+                       and (after.torch_total == 0 or before.used - after.used >= 64 << 20))
+            if dropped or time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+                break
+            time.sleep(0.2)
+    except ControlError as exc:
+        out = JobActionOutcome(service, "free_vram", False,
+                               f"{name}: free VRAM failed: {exc}", before, after)
+        history.record_action(config, "job_action", service, out.message, ok=False)
+        return out
+    out = JobActionOutcome(service, "free_vram", True, "", before, after)
+    if before is None or after is None:
+        out.message = f"{name}: free VRAM asked (memory could not be re-read)"
+    elif out.freed and out.freed >= 64 << 20:
+        out.message = (f"{name}: freed {out.freed / gib:.1f} GiB of VRAM (used "
+                       f"{before.used / gib:.1f} → {after.used / gib:.1f} GiB)")
+    else:
+        out.message = (f"{name}: free VRAM asked; nothing freed yet (used "
+                       f"{after.used / gib:.1f} GiB; a running job keeps its models "
+                       "until it ends)")
+    history.record_action(config, "job_action", service, out.message, ok=True)
+    return out

@@ -44,9 +44,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: the parts of the snapshot a change can name
-PARTS = ("containers", "docker", "probes", "tokens", "gpu", "host", "log_events", "findings")
-#: what a live stack can run: the monitors, each poll, and the log streams
-LIVE_PARTS = ("containers", "probes", "tokens", "gpu", "host", "logs")
+PARTS = ("containers", "docker", "probes", "tokens", "gpu", "host", "log_events", "findings",
+         "jobs")
+#: what a live stack can run: the monitors, each poll, the log streams and the job queues
+LIVE_PARTS = ("containers", "probes", "tokens", "gpu", "host", "logs", "jobs")
+#: log event kinds only the jobs sources need (progress bars, model loads): handed to them,
+#: kept out of `log_events` so a running job does not re-derive findings per bar
+JOB_ONLY_EVENTS = frozenset({"job_start", "job_progress", "job_interrupted", "model_load",
+                             "model_loaded", "models_unloaded"})
+#: the jobs part is published at most this often (progress frames can come 10×/s)
+JOBS_PUBLISH = 0.5
 #: how long a burst of changes may last before findings are re-derived
 DIAGNOSE_DELAY = 0.2
 #: log events are collected this often; urgent ones are handed on at the next round, the
@@ -148,10 +155,17 @@ class Stack:
         self._events_published = 0.0
         self._logs_rounds = 0
         self.diagnosed = 0  # how many times findings were derived
+        self._history = derive.FindingHistory()  # since when each finding holds
         self._auditor = StatusAuditor(config.tokens.audit_log)
         self.monitor: Any = None
         self.processes: Any = None
         self.prober: Any = None
+        self.jobs: Any = None  # sources.jobs.JobsWatcher while running
+        self._jobs_latest: Any = None
+        self._jobs_handle: asyncio.TimerHandle | None = None
+        self._jobs_deadline: asyncio.TimerHandle | None = None
+        self._jobs_published = 0.0
+        self._jobs_token: tuple[float, str | None] = (-1e9, None)
 
     # ------------------------------------------------------------ subscribers
 
@@ -203,7 +217,8 @@ class Stack:
             return  # still gathering: no conclusion from half a picture
         snap.taken_at = datetime.now(UTC)
         self.diagnosed += 1
-        self.publish("findings", derive.findings(snap, self.config))
+        self.publish("findings", derive.findings(snap, self.config, snap.taken_at,
+                                                 history=self._history))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -230,6 +245,8 @@ class Stack:
         self.prober = Prober(self.config.probes, max_connections=max(4, len(services)))
         if "containers" in self.parts:
             self._start_monitors()
+        if "jobs" in self.parts and self.config.jobs.enabled:
+            self._start_jobs()
         chains = {
             "probes": _Chain("probes", self._probe_round,
                              lambda: self.config.probes.interval),
@@ -305,7 +322,7 @@ class Stack:
                 await prober.aclose()
 
     def _close_monitors(self) -> None:
-        for name in ("monitor", "processes"):
+        for name in ("monitor", "processes", "jobs"):
             m = getattr(self, name)
             setattr(self, name, None)
             if m is not None:
@@ -320,6 +337,58 @@ class Stack:
         if loop is not None and not loop.is_closed() and not self._stopped.is_set():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(fn, *args)
+
+    # ------------------------------------------------------------ jobs
+
+    def _start_jobs(self) -> None:
+        from genai_tui.sources.jobs import JobsWatcher, comfy_services
+
+        if not comfy_services(self.config):
+            return
+        self.jobs = JobsWatcher(self.config, self._token_for_jobs,
+                                lambda report: self._call_soon(self.apply_jobs, report))
+        self.jobs.start()
+
+    def _token_for_jobs(self) -> str | None:
+        """The canonical hash for the jobs sources' headers, re-read at most every
+        TOKENS_INTERVAL (each source asks per request)."""
+        from genai_tui.sources import tokens as tk
+
+        at, value = self._jobs_token
+        if time.monotonic() - at >= TOKENS_INTERVAL:
+            try:
+                value = tk.canonical_hash(self.config.tokens)
+            except Exception:
+                value = None
+            self._jobs_token = (time.monotonic(), value)
+        return value
+
+    def apply_jobs(self, report: Any) -> None:
+        """Jobs news (on the loop): published at most every JOBS_PUBLISH seconds."""
+        self._jobs_latest = report
+        if self._jobs_handle is not None:
+            return
+        wait = self._jobs_published + JOBS_PUBLISH - time.monotonic()
+        if wait <= 0:
+            self._publish_jobs()
+        elif self._loop is not None:
+            self._jobs_handle = self._loop.call_later(wait, self._publish_jobs)
+
+    def _publish_jobs(self) -> None:
+        from genai_tui.sources.jobs import attach_nvml, next_threshold
+
+        self._jobs_handle = None
+        self._jobs_published = time.monotonic()
+        if self._jobs_latest is None:
+            return
+        self.publish("jobs", attach_nvml(self._jobs_latest, self.snapshot.gpu))
+        # a job that stops moving changes nothing: re-derive when its threshold is crossed
+        if self._jobs_deadline is not None:
+            self._jobs_deadline.cancel()
+            self._jobs_deadline = None
+        wait = next_threshold(self._jobs_latest, self.config.jobs, datetime.now(UTC))
+        if wait is not None and self._loop is not None:
+            self._jobs_deadline = self._loop.call_later(wait + 0.05, self._schedule_diagnose)
 
     # ------------------------------------------------------------ containers
 
@@ -446,6 +515,9 @@ class Stack:
         fresh: list[LogEvent] = []
         for f in followers:
             fresh.extend(f.drain_events())
+        if fresh and self.jobs is not None:
+            self.jobs.observe(fresh)
+        fresh = [e for e in fresh if e.kind not in JOB_ONLY_EVENTS]
         if fresh:
             fresh.sort(key=lambda e: e.at.timestamp() if e.at else 0.0)
             self._events.extend(fresh)
@@ -468,8 +540,12 @@ class Stack:
         for name, chain in self._chains.items():
             if part is None or part == name:
                 chain.now()
+        if part in (None, "jobs") and self.jobs is not None:
+            self.jobs.refresh()
         if part in (None, "containers") and self.monitor is not None:
             threading.Thread(target=self._resync, daemon=True).start()
+        if part in (None, "containers") and self.processes is not None:
+            self.processes.poke()  # process services: read /proc now, not next interval
 
     def _resync(self) -> None:
         with contextlib.suppress(Exception):
@@ -518,6 +594,19 @@ class Stack:
         monitor = self.processes if svc.runtime == "process" else self.monitor
         if monitor is not None:
             monitor.set_action(service, action)
+
+    def unpause(self, names: list[str],
+                done: Callable[[str, bool, str], None] | None = None) -> None:
+        """Unpause paused containers off the loop; `done(name, ok, detail)` on the loop."""
+        def work() -> None:
+            from genai_tui.engine import actions
+
+            for outcome in actions.unpause(self.config, names):
+                if done is not None:
+                    self._call_soon(done, outcome.service, outcome.ok, outcome.detail)
+            self._call_soon(self.refresh, "probes")
+
+        threading.Thread(target=work, name="stack-unpause", daemon=True).start()
 
     def restart(self, names: list[str],
                 done: Callable[[str, bool, str], None] | None = None) -> None:

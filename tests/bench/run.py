@@ -499,6 +499,9 @@ class Bench:
         self.setup()
         assert self.stack.config_path is not None
         self.history_file = history_option(self.stack.config_path, self.args.history, self.out)
+        if self.args.jobs == "off":  # measure the jobs watch's cost by difference
+            with self.stack.config_path.open("a") as f:
+                f.write("\n[jobs]\nenabled = false\n")
         for name in names:
             if name == "genai-tui":
                 self.tools.append(genai_tui(self.stack.config_path))
@@ -506,6 +509,7 @@ class Bench:
                 self.tools.append(lazydocker(lazydocker_binary(cache), self.out / "ld-cwd"))
         self.meta()
         self.results["meta"]["history"] = self.args.history
+        self.results["meta"]["jobs"] = self.args.jobs
         self.save()
         self.activity = EngineActivity(self.stack.owner)
         self.baseline("stack", "before")
@@ -602,6 +606,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--history", choices=("on", "off"), default="on",
                     help="genai-tui's event store: on (the default, as installed; its size "
                     "after the run is in results.json meta.history_bytes) or off")
+    ap.add_argument("--jobs", choices=("on", "off"), default="on",
+                    help="genai-tui's jobs watch (one websocket per ComfyUI, HTTP detail on "
+                    "its frames and a slow safety poll): on (the default) or off")
     ap.add_argument("--scale-containers", type=int, help="override the 200 of the scale step")
     ap.add_argument("--flood-seconds", type=float, help="override the flood's 30 s")
     return ap.parse_args(argv)

@@ -126,13 +126,16 @@ def docker_demo(demo, docker_client) -> Iterator[Demo]:
             pass
 
 
-def containers(client, project: str) -> list:
-    return client.containers.list(all=True,
-                                  filters={"label": f"{simdocker.OWNER_LABEL}={project}"})
+def containers(client, project: str) -> list[dict]:
+    """One list call, no inspect per container: the demo may remove a container between
+    the two (a takeover), which made docker-py's list raise NotFound."""
+    return client.api.containers(all=True,
+                                 filters={"label": f"{simdocker.OWNER_LABEL}={project}"})
 
 
 def state(client, project: str) -> dict[str, tuple[str, str]]:
-    return {c.name: (c.id, c.status) for c in containers(client, project)}
+    return {c["Names"][0].lstrip("/"): (c["Id"], c["State"])
+            for c in containers(client, project)}
 
 
 def dead_pid() -> int:

@@ -93,10 +93,39 @@ async def test_an_unreachable_engine_is_named(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: "discovery failed" in screen_text(app))
         # the line wraps at the modal's width, inside the path too: compare without blanks
-        flat = "".join(screen_text(app).split())
+        # and without the modal's border
+        flat = "".join(screen_text(app).replace("█", "").split())
         assert "".join(f"cannot reach the Docker engine at {sock}".split()) in flat
         assert screen.query_one("#btn-write").disabled
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is not screen
     assert not (tmp_path / "c.toml").exists()
+
+
+async def test_the_dashboard_with_no_config_offers_discovery(monkeypatch) -> None:
+    """No config file and none of the reference stack's containers here: the dashboard
+    says how to get a config, once, and `i` opens the discovery proposal."""
+    from genai_tui.model import ContainerInfo, DockerStatus
+    from genai_tui.ui.app import GenaiTui
+    from tests.ui.test_dashboard import reference_config
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/genai-tui-test.sock")
+    cfg = reference_config()
+    assert cfg.path is None
+    app = GenaiTui(cfg, start_sources=False)
+    toasts: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        real = app.notify
+        monkeypatch.setattr(app, "notify", lambda message, **kw: (
+            toasts.append(str(message)), real(message, **kw)))
+        gone = [ContainerInfo(s.name, s.container_name, state="missing") for s in cfg.services]
+        app.stack.apply_containers(DockerStatus(True), gone)
+        await wait_until(pilot, lambda: any("press i to discover" in t for t in toasts))
+        app.stack.apply_containers(DockerStatus(True), list(gone))
+        await pilot.pause(0.1)
+        assert sum("press i to discover" in t for t in toasts) == 1  # said once
+        await pilot.press("i")
+        await wait_until(pilot, lambda: isinstance(app.screen, DiscoverScreen))
+        await wait_until(pilot, lambda: "genai-tui-test.sock" in screen_text(app).replace(
+            "█", "").replace("\n", ""), timeout=10)

@@ -267,4 +267,5 @@ async def test_footer_keeps_the_dashboard_keys_while_the_log_has_focus(tmp_path,
             for bid in sorted(SHOWN_IN_FOOTER):  # all of them, as with any panel focused
                 _keys, _action, description = KEYS[bid]
                 assert f" {description} " in footer + " ", (bid, footer)
-        assert " r Restart " in footer and " l Logs " in footer and " p Probe now " in footer and " u Unify" in footer
+        for key in (" r Restart ", " l Logs ", " p Probe now ", " u Unify"):
+            assert key in footer, (key, footer)

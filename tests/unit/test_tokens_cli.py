@@ -44,11 +44,25 @@ def test_status_consistent(stack, capsys):
     st, cfg = stack
     code, out, err = run(capsys, "--config", str(cfg), "tokens", "status", "--no-server")
     assert code == 0, err
-    assert "consistent: yes — 1 hash value, 1 raw token" in out
+    assert "consistent: yes — 1 value (1 raw token verifies it)" in out
     assert fingerprint(st.hash) in out
     assert "login/PASSWORD" in out and str(st.root) not in out.split("\n", 1)[1]
     for header in ("NAME", "FORMAT", "STATE", "FINGERPRINT", "MODIFIED", "PROBLEMS", "PATH"):
         assert header in out
+
+
+def test_status_counts_values_as_check_and_the_finding_do(stack, capsys):
+    """A drifted PASSWORD: `tokens status`, `check` and the token_drift finding all say
+    2 values (the raw token verifying the canonical hash is not a third)."""
+    st, cfg = stack
+    drift(st)
+    code, out, _ = run(capsys, "--config", str(cfg), "tokens", "status", "--no-server")
+    assert code == 1
+    assert "consistent: NO — 2 values (1 raw token verifies a hash)" in out
+    code, out, _ = run(capsys, "--config", str(cfg), "check", "--json")
+    doc = json.loads(out)
+    [f] = [f for f in doc["findings"] if f["code"] == "token_drift"]
+    assert "(2 values;" in f["message"]
 
 
 def test_status_inconsistent_json(stack, capsys):

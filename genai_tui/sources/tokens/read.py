@@ -530,13 +530,21 @@ def _verified_hash(raw: str, locs: Sequence[_Loc], exclude: str | None = None) -
 
 
 def value_counts(report: TokensReport) -> str:
-    """"2 hash values, 1 raw token" (raw tokens are told apart by the hash they verify)."""
-    raw = sum(1 for fp in report.fingerprints if fp.startswith("raw"))
-    hashes = len(report.fingerprints) - raw
-    text = f"{hashes} hash value{'s' if hashes != 1 else ''}"
-    if raw:
-        text += f", {raw} raw token{'s' if raw != 1 else ''}"
-    return text
+    """"2 values" as the panel and the token_drift finding count them, and what the raw
+    tokens verify: "1 value (1 raw token verifies it)"."""
+    n = len(report.value_groups())
+    raw = [loc for loc in report.locations if loc.format == "raw_env"]
+    ok = sum(1 for loc in raw if loc.state == "ok")
+    text = f"{n} value{'s' if n != 1 else ''}"
+    notes = []
+    if ok:
+        notes.append(f"{ok} raw token{'s' if ok != 1 else ''} verif{'ies' if ok == 1 else 'y'}"
+                     f" {'it' if n == 1 else 'a hash'}")
+    bad = sum(1 for loc in raw if loc.state == "raw_mismatch")
+    if bad:
+        notes.append(f"{bad} raw token{'s' if bad != 1 else ''} verif"
+                     f"{'ies' if bad == 1 else 'y'} none")
+    return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def read_report(tokens: TokensConfig) -> TokensReport:
