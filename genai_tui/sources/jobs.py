@@ -272,7 +272,7 @@ def parse_system_stats(doc: Any) -> tuple[int | None, int | None, str | None]:
     total = _int(d.get("vram_total"), MAX_BYTES)
     torch_total = _int(d.get("torch_vram_total"), MAX_BYTES)
     if torch_total is not None and torch_total >= 0:
-        return torch_total, total, "system_stats"
+        return torch_total, total, "torch"
     free = _int(d.get("vram_free"), MAX_BYTES)
     if total is not None and free is not None and 0 <= free <= total:
         return total - free, total, "system_stats"

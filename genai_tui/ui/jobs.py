@@ -130,10 +130,18 @@ def vram_text(sj: ServiceJobs) -> Text | None:
     if sj.vram_used is None:
         return None
     total = f"/{fmt_gib(sj.vram_total)}" if sj.vram_total else ""
-    text = Text(f"VRAM {fmt_gib(sj.vram_used)}{total} GiB")
+    # what the figure is: its own share (held) where known, else the whole device's
+    # "used", as in the GPU and probes panels
+    what = "used" if sj.vram_source == "system_stats" else "held"
+    text = Text(f"VRAM {what} {fmt_gib(sj.vram_used)}{total} GiB")
     if sj.vram_source:
-        text.append(f" ({shown(sj.vram_source, 20)})", style="dim")
+        text.append(" (" + VRAM_SOURCES.get(sj.vram_source, shown(sj.vram_source, 20)) + ")",
+                    style="dim")
     return text
+
+
+#: where the figure comes from, in a word or two
+VRAM_SOURCES = {"torch": "torch", "nvml": "NVML", "system_stats": "device"}
 
 
 def pack(parts: Iterable[Text], width: int, indent: str = "") -> list[Text]:

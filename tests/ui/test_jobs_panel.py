@@ -112,7 +112,7 @@ async def test_panel_shows_running_pending_recent_models_vram_and_sparkline():
         assert "✓ ok 12 s, ✖ error OOM 3 s, ⊘ interrupted 40 s" in text
         # resident models and the VRAM held, with where the figure came from
         assert "models Flux, FluxClipModel_" in text
-        assert "VRAM 18.1/24.0 GiB (system_stats)" in text
+        assert "VRAM used 18.1/24.0 GiB (device)" in text
         # the queue depth's sparkline (rising to the top block)
         assert "queue " + sparkline([0, 0, 1, 2, 2, 3, 4, 4, 4]).plain in text
         assert sparkline([0, 0, 1, 2, 2, 3, 4, 4, 4]).plain.endswith("███")
@@ -257,7 +257,7 @@ async def test_each_action_asks_first_naming_service_and_job():
         assert questions["X"].startswith("Clear the queue of flux-1-dev?")
         assert "3 pending jobs are removed" in questions["X"]
         assert "the running job 3f2a9c1e goes on" in questions["X"]
-        assert questions["v"].startswith("Free VRAM on flux-1-dev (VRAM 18.1/24.0 GiB")
+        assert questions["v"].startswith("Free VRAM on flux-1-dev (VRAM used 18.1/24.0 GiB")
         assert "is not interrupted" in questions["v"]
         # x on a row that is not pending says so instead of asking
         app.screen.query_one(DataTable).move_cursor(row=0)
