@@ -558,6 +558,13 @@ def run(config: Config, listen: str = DEFAULT_LISTEN, *, stale_after: float | No
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
     stack.start()
+    from genai_tui.engine.history import Recorder
+
+    # history and [[alerts]] for headless installs too (a dashboard opened beside it then
+    # reads this store, and the hooks run here only)
+    recorder = Recorder.attach(stack, face="exporter",
+                               notify=lambda m: print(f"genai-tui exporter: {one_line(m)}",
+                                                      file=err, flush=True))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                               name="genai-tui-exporter", daemon=True)
     thread.start()
@@ -569,6 +576,7 @@ def run(config: Config, listen: str = DEFAULT_LISTEN, *, stale_after: float | No
     finally:
         server.shutdown()
         server.server_close()
+        recorder.close()
         stack.close()
         restore()
     return 0

@@ -1015,7 +1015,7 @@ class Recorder:
                             severity=f.severity.value, code=f.code, ts=ts,
                             data={"fix": f.fix, "since": f.since.isoformat()
                                   if f.since else None}))
-        if self.alerts is not None:
+        if self._alerting():
             self.alerts.finding(f.code, f.severity.value, f.service, f.message, "open", ts)
 
     def _close(self, key: tuple[str, str | None], f: Finding | None, e: Event | None) -> None:
@@ -1026,8 +1026,14 @@ class Recorder:
         data = {"open_for_s": round(ts - opened, 1) if opened else None}
         self.add(make_event("finding_close", f"fixed: {message}", service=key[1],
                             severity=severity, code=key[0], ts=ts, data=data))
-        if self.alerts is not None:
+        if self._alerting():
             self.alerts.finding(key[0], severity, key[1], message, "close", ts)
+
+    def _alerting(self) -> bool:
+        """Hooks run where this recorder writes the history, or where there is none (off:
+        read-only or broken state dir); not in a second dashboard that only reads the
+        writer's, or every open dashboard would send each alert once more."""
+        return self.alerts is not None and self.store.mode != "read"
 
     def _diff_probes(self, snap: Snapshot) -> None:
         for p in snap.probes:

@@ -261,3 +261,21 @@ def test_store_never_holds_what_the_hook_was_given(tmp_path, receiver):
     store = EventStore.for_config(stack.config, writer=False)
     assert secret.encode() not in Path(store.path).read_bytes()
     store.close()
+
+
+def test_two_dashboards_on_one_config_alert_once(tmp_path, receiver):
+    """The second dashboard only reads the history: the writer alone runs the hooks, so
+    one finding is one POST, not one per open dashboard."""
+    r = receiver()
+    hook = AlertConfig("ops", webhook=r.url, severity="warning", on=("open",))
+    first_stack, first = stack_with(tmp_path, hook)
+    second_stack, second = stack_with(tmp_path, hook)
+    assert (first.store.mode, second.store.mode) == ("write", "read")
+    drift = [Finding("token_drift", Severity.WARNING, None, "drift")]
+    first_stack.publish("findings", drift)
+    second_stack.publish("findings", drift)
+    alert_events(first)
+    assert second.alerts is None or second.alerts.wait_idle(20)
+    second.close()
+    first.close()
+    assert len(r.posts) == 1

@@ -549,3 +549,39 @@ def test_job_failures_from_the_jobs_watch(tmp_path):
     assert [(e.service, e.text) for e in failed] == [("qwen", "job 9f2c41d0 failed: OOM")]
     assert failed[0].ts == pytest.approx(new.finished_at.timestamp())
     rec.close()
+
+
+def test_the_exporter_records_history_for_headless_installs(tmp_path):
+    """`genai-tui exporter` as a systemd service is often the only face running: it keeps
+    the history (and runs the hooks); a dashboard opened beside it only reads."""
+    import io
+    import threading
+
+    from genai_tui import exporter
+    from tests.conftest import free_port
+
+    cfg = config(tmp_path)
+    stop = threading.Event()
+    out, err = io.StringIO(), io.StringIO()
+    t = threading.Thread(target=exporter.run, args=(cfg, f"127.0.0.1:{free_port()}"),
+                         kwargs={"stop": stop, "out": out, "err": err}, daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        reader = None
+        while time.monotonic() < deadline:
+            reader = EventStore.for_config(cfg, writer=False)
+            if reader.mode == "read" and any(
+                    e.kind == "session_start" for e in reader.events()):
+                break
+            reader.close()
+            reader = None
+            time.sleep(0.2)
+        assert reader is not None, err.getvalue()
+        [start] = [e for e in reader.events() if e.kind == "session_start"]
+        assert start.text.startswith("exporter started by ")
+        reader.close()
+    finally:
+        stop.set()
+        t.join(15)
+    assert not t.is_alive()
