@@ -17,13 +17,12 @@ from genai_tui.model import ContainerInfo, DockerStatus
 from genai_tui.ui import stylesheets
 from genai_tui.ui.render import (
     Col,
-    add_row,
     cut,
     fit_columns,
-    forget_cells,
     natural_widths,
     plain,
     set_cell,
+    show_rows,
     table_width,
 )
 
@@ -198,21 +197,10 @@ class ContainersPanel(Vertical):
             self._full[svc.name] = self._cells(self._info_for(svc.name))
         widths = self._fit()
         table = self.query_one(DataTable)
-        if widths != self._widths or table.row_count != len(self.config.services):
-            self._widths = widths
-            cursor = table.cursor_row
-            table.clear(columns=True)
-            forget_cells(table)
-            for key, label, width in self.columns:
-                table.add_column(label, key=key, width=width)
-            for svc in self.config.services:
-                add_row(table, svc.name, self._shown(svc.name))
-            if table.row_count:
-                table.move_cursor(row=min(cursor, table.row_count - 1))
-        else:
-            for svc in self.config.services:
-                for key, value in self._shown(svc.name).items():
-                    set_cell(table, svc.name, key, value)
+        rebuild = widths != self._widths or table.row_count != len(self.config.services)
+        self._widths = widths
+        show_rows(table, self.columns, {s.name: self._shown(s.name)
+                                        for s in self.config.services}, rebuild=rebuild)
         self._show_cut()
 
     def _shown(self, name: str) -> dict[str, Text]:

@@ -23,14 +23,12 @@ from genai_tui.sources.probes import display_url
 from genai_tui.ui import stylesheets
 from genai_tui.ui.render import (
     Col,
-    add_row,
     cut,
     cut_at,
     fit_columns,
-    forget_cells,
     natural_widths,
     plain,
-    set_cell,
+    show_rows,
     snapshot_containers,
     table_width,
 )
@@ -222,22 +220,11 @@ class ProbesPanel(Vertical):
                 for c in COLUMNS]
         widths = fit_columns(cols, table_width(self), natural)
         table = self.query_one(DataTable)
-        if widths != self._widths or table.row_count != len(self.services):
-            self._widths = widths
-            cursor = table.cursor_row
-            table.clear(columns=True)
-            forget_cells(table)
-            labels = {c.key: c.label for c in COLUMNS}
-            for key, width in widths.items():
-                table.add_column(labels[key], width=width, key=key)
-            for svc in self.services:
-                add_row(table, svc.name, self._shown(svc.name))
-            if table.row_count:
-                table.move_cursor(row=min(cursor, table.row_count - 1))
-        else:
-            for svc in self.services:
-                for col, value in self._shown(svc.name).items():
-                    set_cell(table, svc.name, col, value)
+        rebuild = widths != self._widths or table.row_count != len(self.services)
+        self._widths = widths
+        labels = {c.key: c.label for c in COLUMNS}
+        show_rows(table, [(k, labels[k], w) for k, w in widths.items()],
+                  {s.name: self._shown(s.name) for s in self.services}, rebuild=rebuild)
         self._subtitle()
 
     def _shown(self, name: str) -> dict[str, Text]:

@@ -75,6 +75,27 @@ def add_row(table: DataTable[Any], row: str, cells: Mapping[str, Text | str]) ->
         seen[(row, column)] = _key(value)
 
 
+def show_rows(table: DataTable[Any], columns: Sequence[tuple[str, str, int]],
+              rows: Mapping[str, Mapping[str, Text | str]], *, rebuild: bool) -> None:
+    """Show `rows` (row key -> column -> cell) under `columns` ((key, label, width), in
+    order). `rebuild` (the widths or the rows changed): clear and add everything, keeping
+    the cursor's row; else touch only the cells whose text changed."""
+    if rebuild:
+        cursor = table.cursor_row
+        table.clear(columns=True)
+        forget_cells(table)
+        for key, label, width in columns:
+            table.add_column(label, key=key, width=width)
+        for row, cells in rows.items():
+            add_row(table, row, cells)
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1))
+        return
+    for row, cells in rows.items():
+        for column, value in cells.items():
+            set_cell(table, row, column, value)
+
+
 def forget_cells(table: DataTable[Any]) -> None:
     """After `table.clear()`: nothing shown is remembered any more."""
     _seen(table).clear()

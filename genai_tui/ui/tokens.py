@@ -20,13 +20,11 @@ from genai_tui.safety import shown
 from genai_tui.ui import stylesheets
 from genai_tui.ui.render import (
     Col,
-    add_row,
     cut,
     fit_columns,
-    forget_cells,
     natural_widths,
     plain,
-    set_cell,
+    show_rows,
     snapshot_containers,
     table_width,
     update_if_changed,
@@ -205,22 +203,12 @@ class TokensPanel(Vertical):
                     sum(w + 2 for w in widths.values()) <= width:
                 break
         table = self.query_one(DataTable)
-        if widths != self._widths or [str(k.value) for k in table.rows] != self._rows:
-            self._widths = widths
-            cursor = table.cursor_row
-            table.clear(columns=True)
-            forget_cells(table)
-            labels = {c.key: c.label for c in COLUMNS}
-            for key, w in widths.items():
-                table.add_column(labels[key], width=w, key=key)
-            for name in self._rows:
-                add_row(table, name, {k: cut(rows[name][k], w) for k, w in widths.items()})
-            if table.row_count:
-                table.move_cursor(row=min(cursor, table.row_count - 1))
-        else:
-            for name in self._rows:
-                for k, w in widths.items():
-                    set_cell(table, name, k, cut(rows[name][k], w))
+        rebuild = widths != self._widths or [str(k.value) for k in table.rows] != self._rows
+        self._widths = widths
+        labels = {c.key: c.label for c in COLUMNS}
+        show_rows(table, [(k, labels[k], w) for k, w in widths.items()],
+                  {name: {k: cut(rows[name][k], w) for k, w in widths.items()}
+                   for name in self._rows}, rebuild=rebuild)
 
     # ------------------------------------------------------------------ rendering
 
