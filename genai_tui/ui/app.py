@@ -713,10 +713,7 @@ class GenaiTui(App[int]):
                 yield command
 
     def _selected_name(self) -> str | None:
-        try:
-            service = self.screen_stack[0].query_one(ContainersPanel).selected_service
-        except (NoMatches, IndexError):
-            return None
+        service = self._selected_service()
         return one_line(service, 64) if service else None
 
     def _offered(self, node: Any) -> list[tuple[str, str, str]]:
