@@ -58,6 +58,7 @@ from genai_tui.model import (
 )
 from genai_tui.safety import shown
 from genai_tui.secret import BCRYPT_ANYWHERE
+from genai_tui.sources.probes import device_vram
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,6 @@ BACKOFF_START, BACKOFF_MAX = 1.0, 60.0
 WS_REFUSED_RETRY = 300.0
 #: numbers from the server are believed up to these bounds
 MAX_COUNT = 1_000_000
-MAX_BYTES = 1 << 50
 MAX_MODELS = 16
 _ONE_S = timedelta(seconds=1)
 _OOM = re.compile(r"OutOfMemoryError|out of memory|Allocation on device|\bOOM\b", re.I)
@@ -265,18 +265,13 @@ def parse_jobs_api(doc: Any, first_seen: dict[str, datetime], now: datetime
 def parse_system_stats(doc: Any) -> tuple[int | None, int | None, str | None]:
     """(used, total, source) in bytes: torch's reservation when the server reports one
     (what this process holds), else the device's used memory."""
-    devices = doc.get("devices") if isinstance(doc, dict) else None
-    if not isinstance(devices, list) or not devices or not isinstance(devices[0], dict):
-        return None, None, None
-    d = devices[0]
-    total = _int(d.get("vram_total"), MAX_BYTES)
-    torch_total = _int(d.get("torch_vram_total"), MAX_BYTES)
-    if torch_total is not None and torch_total >= 0:
-        return torch_total, total, "torch"
-    free = _int(d.get("vram_free"), MAX_BYTES)
-    if total is not None and free is not None and 0 <= free <= total:
-        return total - free, total, "system_stats"
-    return None, total, None
+    total, free, torch_total = device_vram(doc)
+    total_b = int(total) if total is not None else None
+    if torch_total is not None:
+        return int(torch_total), total_b, "torch"
+    if total_b is not None and free is not None:
+        return total_b - int(free), total_b, "system_stats"
+    return None, total_b, None
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from genai_tui.config import ProbeConfig, ServiceConfig
-from genai_tui.sources.probes import classify_error, display_url, sanitize
+from genai_tui.sources.probes import classify_error, device_vram, display_url, sanitize
 
 #: answers are read up to this size (a `/system_stats` is ~1 KiB)
 MAX_BODY = 256 * 1024
@@ -32,8 +31,6 @@ MAX_BODY = 256 * 1024
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,512}$")
 #: a prompt id we put in a path or a body: ComfyUI's are uuid4 strings
 _PROMPT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-#: bytes above this are not a real device's memory
-MAX_VRAM = 1 << 50
 
 
 class ControlError(Exception):
@@ -188,24 +185,13 @@ class JobControl:
 
 
 def parse_vram(doc: Any) -> VramStats | None:
-    """`devices[0]` of a `/system_stats` answer, each number type-checked and bounded."""
-    devices = doc.get("devices") if isinstance(doc, dict) else None
-    if not isinstance(devices, list) or not devices or not isinstance(devices[0], dict):
+    """`devices[0]` of a `/system_stats` answer, each number type-checked and bounded
+    (`probes.device_vram`)."""
+    total, free, torch_total = device_vram(doc)
+    if total is None or free is None:
         return None
-    dev = devices[0]
-
-    def num(key: str) -> int | None:
-        v = dev.get(key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return None
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        return int(v) if 0 <= v <= MAX_VRAM else None
-
-    total, free = num("vram_total"), num("vram_free")
-    if total is None or free is None or free > total:
-        return None
-    return VramStats(total, free, num("torch_vram_total"))
+    return VramStats(int(total), int(free),
+                     int(torch_total) if torch_total is not None else None)
 
 
 #: a cookie policy that stores nothing (a session cookie must never stand in for the token)

@@ -192,24 +192,42 @@ def parse_system_stats(body: bytes | None, notes: list[str] | None = None) -> Sy
     out = SystemStats()
     if doc is None:
         return out
-    devices = doc.get("devices")
-    if not isinstance(devices, list) or not devices or not isinstance(devices[0], dict):
-        return out
-    dev = devices[0]
-    total = _field(dev, "vram_total", MAX_VRAM_BYTES, notes)
-    free = _field(dev, "vram_free", MAX_VRAM_BYTES, notes)
-    if total is not None and free is not None and free > total:
-        free = None
-        if notes is not None:
-            notes.append("vram_free ignored (above vram_total)")
+    total, free, _torch = device_vram(doc, notes)
     if total is not None:
         out.vram_total_mb = round(total / (1024 * 1024), 1)
     if free is not None:
         out.vram_free_mb = round(free / (1024 * 1024), 1)
-    name = dev.get("name")
+    dev = _first_device(doc)
+    name = dev.get("name") if dev is not None else None
     if isinstance(name, str) and name.strip():
         out.device_name = sanitize(name, 80)
     return out
+
+
+def _first_device(doc: Any) -> dict[Any, Any] | None:
+    devices = doc.get("devices") if isinstance(doc, dict) else None
+    if not isinstance(devices, list) or not devices or not isinstance(devices[0], dict):
+        return None
+    return devices[0]
+
+
+def device_vram(doc: Any, notes: list[str] | None = None
+                ) -> tuple[float | None, float | None, float | None]:
+    """(vram_total, vram_free, torch_vram_total) in bytes of `devices[0]` in a decoded
+    `/system_stats`, each a plausible number or None (why goes to `notes`); a free above
+    the total is dropped. The one reading of it: the probes, the jobs watch and the free
+    VRAM action all see the same figures."""
+    dev = _first_device(doc)
+    if dev is None:
+        return None, None, None
+    total = _field(dev, "vram_total", MAX_VRAM_BYTES, notes)
+    free = _field(dev, "vram_free", MAX_VRAM_BYTES, notes)
+    torch = _field(dev, "torch_vram_total", MAX_VRAM_BYTES, notes)
+    if total is not None and free is not None and free > total:
+        free = None
+        if notes is not None:
+            notes.append("vram_free ignored (above vram_total)")
+    return total, free, torch
 
 
 @dataclass
