@@ -42,6 +42,18 @@ def global_options(*, subcommand: bool) -> argparse.ArgumentParser:
     return opts
 
 
+def fleet_options(*, subcommand: bool) -> argparse.ArgumentParser:
+    """`--host` (repeatable) and `--no-local`: the fleet view, and `check` per host."""
+    unset: dict[str, Any] = {"default": argparse.SUPPRESS} if subcommand else {}
+    opts = argparse.ArgumentParser(add_help=False)
+    opts.add_argument("--host", action="append", metavar="[USER@]HOST", dest="hosts",
+                      **unset, help="a host of the fleet, reached with ssh (repeatable; "
+                      "a [[hosts]] name of the config, or an ssh destination)")
+    opts.add_argument("--no-local", action="store_true", dest="no_local", **unset,
+                      help="leave this machine out of the fleet")
+    return opts
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genai-tui",
@@ -50,14 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status of `check`: 0 OK, 1 warning, 2 critical, 3 unknown "
         "(bad config, Docker engine unreachable or a usage error). --config and "
         "--readonly may also follow the command.",
-        parents=[global_options(subcommand=False)],
+        parents=[global_options(subcommand=False), fleet_options(subcommand=False)],
     )
     parser.add_argument("--version", action="version", version=f"genai-tui {__version__}")
     common = [global_options(subcommand=True)]
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("dashboard", help="open the dashboard (the default)", parents=common)
+    fleet = [*common, fleet_options(subcommand=True)]
+    sub.add_parser("dashboard", help="open the dashboard (the default; the fleet view "
+                   "with --host or [[hosts]])", parents=fleet)
     check = sub.add_parser(
-        "check", help="one-shot snapshot for scripts, cron and monitoring", parents=common,
+        "check", help="one-shot snapshot for scripts, cron and monitoring", parents=fleet,
         epilog="Exit status: 0 OK, 1 warning, 2 critical, 3 unknown (bad config, Docker "
         "engine unreachable or a usage error).")
     shape = check.add_mutually_exclusive_group()
@@ -92,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     from genai_tui import cli_init
 
     cli_init.add_parser(sub, parents=common)
+    from genai_tui import cli_logs
+
+    cli_logs.add_parser(sub, parents=common)
+    from genai_tui import cli_stream
+
+    cli_stream.add_parser(sub, parents=common)
+    from genai_tui import cli_actions
+
+    cli_actions.add_parser(sub, parents=common)
     return parser
 
 
@@ -148,15 +171,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"genai-tui: bad config: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     use_fingerprint_key(cfg)
+    try:
+        hosts = fleet_hosts(cfg, getattr(args, "hosts", None) or [])
+    except ValueError as exc:
+        print(f"genai-tui: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    local = not getattr(args, "no_local", False) and cfg.fleet.local
     if command == "dashboard":
+        if hosts:
+            return run_fleet(cfg, hosts, local=local, readonly=args.readonly)
         return run_dashboard(cfg, readonly=args.readonly)
     if command == "check":
         fmt = "json" if args.json else (args.format or "table")
+        if getattr(args, "hosts", None):
+            return run_check_hosts(cfg, hosts, local=local, fmt=fmt)
         return run_check(cfg, fmt=fmt, textfile=args.textfile)
     if command == "exporter":
         from genai_tui import exporter
 
         return exporter.run(cfg, args.listen, stale_after=args.stale_after)
+    if command == "stream":
+        from genai_tui import cli_stream
+
+        return cli_stream.run(cfg, readonly=args.readonly, interval=args.interval)
+    if command == "logs":
+        from genai_tui import cli_logs
+
+        return cli_logs.run(args, cfg)
     if command == "history":
         from genai_tui import cli_history
 
@@ -165,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from genai_tui import cli_tokens
 
         return cli_tokens.run(args, cfg, readonly=args.readonly)
+    if command in ("restart", "unpause", "jobs"):
+        from genai_tui import cli_actions
+
+        return cli_actions.run(args, cfg, readonly=args.readonly)
     print(f"genai-tui: unknown command {command!r}", file=sys.stderr)
     return EXIT_UNKNOWN
 
@@ -186,6 +231,68 @@ def ssh_frame_rate() -> None:
 
     if os.environ.get("SSH_CONNECTION"):
         os.environ.setdefault("TEXTUAL_FPS", "15")
+
+
+def fleet_hosts(cfg: configmod.Config, given: Sequence[str]) -> list[configmod.HostEntry]:
+    """The hosts asked for: each `--host` a [[hosts]] name or an ssh destination; none
+    given, the config's [[hosts]]."""
+    if not given:
+        return list(cfg.fleet.hosts)
+    out: list[configmod.HostEntry] = []
+    for word in given:
+        entry = next((h for h in cfg.fleet.hosts if h.name == word), None)
+        if entry is None:
+            why = configmod.check_destination(word)
+            if why:
+                raise ValueError(f"--host {one_line(word, 80)!r}: {why}")
+            entry = configmod.HostEntry(name=word.rsplit("@", 1)[-1], ssh=word)
+        if any(e.name == entry.name for e in out):
+            raise ValueError(f"--host {one_line(word, 80)!r}: given twice")
+        out.append(entry)
+    return out
+
+
+def run_fleet(cfg: configmod.Config, hosts: Sequence[configmod.HostEntry], *,
+              local: bool, readonly: bool) -> int:
+    """The fleet screen over every host (this machine too unless --no-local)."""
+    ssh_frame_rate()
+    from genai_tui.engine.fleet import Fleet
+    from genai_tui.ui.fleet import run_fleet as run_screens
+
+    fleet = Fleet(cfg, hosts, local=local)
+    fleet.start()
+    try:
+        return run_screens(fleet, readonly=readonly)
+    finally:
+        fleet.close()
+
+
+def run_check_hosts(cfg: configmod.Config, hosts: Sequence[configmod.HostEntry], *,
+                    local: bool, fmt: str) -> int:
+    """`check --host …`: every host at once; JSON: one document per host per line; the
+    exit status is the worst host's (critical, then unknown, then warning)."""
+    from genai_tui.engine.fleet import check_hosts, worst_exit
+
+    if fmt == "openmetrics":
+        print("genai-tui: --host takes --json or the table, not openmetrics",
+              file=sys.stderr)
+        return EXIT_UNKNOWN
+    docs = check_hosts(cfg, hosts, local=local)
+    for doc in docs:
+        if fmt == "json":
+            print(json.dumps(doc), flush=True)
+            continue
+        check = doc.get("check") or {}
+        findings = check.get("findings") or []
+        worst = findings[0]["message"] if findings else ""
+        line = f"{one_line(doc['host'], 60)}: {doc['status'].upper()}"
+        if doc.get("error"):
+            line += f" — {one_line(doc['error'], 300)}"
+        elif worst:
+            line += f" — {one_line(worst, 300)}" + (
+                f" (+{len(findings) - 1} more)" if len(findings) > 1 else "")
+        print(line)
+    return worst_exit([int(d["exit"]) for d in docs])
 
 
 def run_dashboard(cfg: configmod.Config, *, readonly: bool) -> int:

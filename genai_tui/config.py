@@ -202,6 +202,33 @@ class AlertConfig:
 
 
 @dataclass(frozen=True)
+class HostEntry:
+    """One `[[hosts]]` of the fleet view: reached with the system's `ssh` (so
+    ~/.ssh/config, agents, ProxyJump and known_hosts apply), running genai-tui there."""
+
+    name: str
+    ssh: str  # the destination: [user@]host, or an alias of ~/.ssh/config
+    port: int | None = None
+    identity: Path | None = None
+    #: the remote config path (None: the remote genai-tui's own default)
+    config: str | None = None
+    #: the remote genai-tui, as argv words (a venv's path, `--readonly` to pin it there)
+    command: tuple[str, ...] = ("genai-tui",)
+    #: an ssh_config file of its own (`ssh -F`), instead of ~/.ssh/config
+    ssh_config: Path | None = None
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    hosts: tuple[HostEntry, ...] = ()
+    #: the machine the dashboard runs on is a host of the fleet too
+    local: bool = True
+    #: a host with no frame for this long is stale
+    stale_after: float = 15.0
+
+
+@dataclass(frozen=True)
 class Config:
     services: tuple[ServiceConfig, ...]
     docker: DockerConfig = field(default_factory=DockerConfig)
@@ -214,6 +241,7 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     alerts: tuple[AlertConfig, ...] = ()
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     path: Path | None = None  # None = built-in defaults
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -734,6 +762,7 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
         path=rel(history_path, "history.path") if history_path else None)
     hi.done()
     alerts = _alerts(top, ctx)
+    fleet = _fleet(top, ctx, rel)
 
     k = _Reader(top.get("keys", (dict,), {}, "a table"), "keys", ctx)
     keys: dict[str, str] = {}
@@ -754,7 +783,73 @@ def _build(data: dict[str, Any], *, env_vars: Mapping[str, str], source: str,
     top.done()
     return Config(services=tuple(services), docker=docker, tokens=tokens, probes=probes,
                   logs=logs, gpu=gpu, host=host, keys=keys, path=path, base_dir=base_dir,
-                  jobs=jobs, history=history, alerts=alerts)
+                  jobs=jobs, history=history, alerts=alerts, fleet=fleet)
+
+
+#: what an SSH destination or host name may hold (never a leading "-": an option)
+_SSH_DEST = re.compile(r"^[A-Za-z0-9_.@%:\[\]-]{1,255}$")
+
+
+def check_destination(dest: str) -> str | None:
+    """Why `dest` is no safe `ssh` destination (None: it is one). A leading `-` would be
+    read as an option (`-oProxyCommand=…`): refused."""
+    if not dest or dest.startswith("-") or not _SSH_DEST.match(dest):
+        return ("expected [user@]host or an ssh_config alias (letters, digits, . _ - @ : "
+                "[ ]; not starting with -)")
+    return None
+
+
+def _fleet(top: _Reader, ctx: _Ctx, rel: Any) -> FleetConfig:
+    """`[[hosts]]` and `[fleet]`: the hosts of the fleet view, each over plain SSH."""
+    out: list[HostEntry] = []
+    raw_hosts = top.table_list("hosts") if "hosts" in top.table else []
+    top.seen.add("hosts")
+    names: set[str] = set()
+    for i, raw in enumerate(raw_hosts):
+        where = f"hosts[{i}]"
+        h = _Reader(raw, where, ctx)
+        dest = h.string("ssh", required=True) or ""
+        why = check_destination(dest)
+        if why:
+            ctx.fail(f"{where}.ssh", f"{ctx.show(f'{where}.ssh', dest)}: {why}")
+        name = h.string("name") or dest.rsplit("@", 1)[-1]
+        if check_destination(name):
+            ctx.fail(f"{where}.name", f"{ctx.show(f'{where}.name', name)}: expected letters, "
+                     "digits and . _ - @ : (not starting with -)")
+        if name in names or name == "local":
+            ctx.fail(f"{where}.name", f"host name {ctx.show(f'{where}.name', name)} is "
+                     "used twice (or is \"local\", the machine the dashboard runs on)")
+        names.add(name)
+        port = h.integer("port", 0, minimum=0) or None
+        if port is not None and port > 65535:
+            ctx.fail(f"{where}.port", f"expected a port from 1 to 65535, got {port}")
+        identity = h.string("identity")
+        ssh_config = h.string("ssh_config")
+        command: tuple[str, ...] = ("genai-tui",)
+        if "command" in h.table:
+            if isinstance(h.table["command"], str):
+                import shlex
+
+                try:
+                    command = tuple(shlex.split(h.string("command") or ""))
+                except ValueError:
+                    ctx.fail(f"{where}.command", "unbalanced quotes")
+            else:
+                command = h.strings("command")
+            if not command:
+                ctx.fail(f"{where}.command", "expected the remote genai-tui command")
+        out.append(HostEntry(
+            name=name, ssh=dest, port=port,
+            identity=rel(identity, f"{where}.identity") if identity else None,
+            config=h.string("config"), command=command,
+            ssh_config=rel(ssh_config, f"{where}.ssh_config") if ssh_config else None,
+            readonly=h.boolean("readonly", False)))
+        h.done()
+    f = _Reader(top.get("fleet", (dict,), {}, "a table"), "fleet", ctx)
+    fleet = FleetConfig(hosts=tuple(out), local=f.boolean("local", True),
+                        stale_after=f.number("stale_after", FleetConfig.stale_after))
+    f.done()
+    return fleet
 
 
 def _alerts(top: _Reader, ctx: _Ctx) -> tuple[AlertConfig, ...]:

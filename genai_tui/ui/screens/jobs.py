@@ -144,8 +144,7 @@ class JobActions:
         if job is None:
             notify_plain(self.app, f"{_who(sj)}: no job is running", severity="warning")
             return
-        from genai_tui.engine import actions
-
+        actions = _engine_actions(self.app)
         config, api, pid = self.app.stack.config, sj.api, job.prompt_id
         self._ask(f"Interrupt job {short_id(pid)} on {_who(sj)}?\n"
                   f"It is at {_progress(job)}; what it computed so far is lost.",
@@ -159,8 +158,7 @@ class JobActions:
             notify_plain(self.app, f"{_who(sj)}: select a pending job to cancel",
                          severity="warning")
             return
-        from genai_tui.engine import actions
-
+        actions = _engine_actions(self.app)
         config, api, pid = self.app.stack.config, sj.api, job.prompt_id
         wait = ""
         if job.queued_at is not None:
@@ -176,8 +174,7 @@ class JobActions:
         if not sj.pending:
             notify_plain(self.app, f"{_who(sj)}: no job is pending", severity="warning")
             return
-        from genai_tui.engine import actions
-
+        actions = _engine_actions(self.app)
         config = self.app.stack.config
         ids = ", ".join(short_id(j.prompt_id) for j in sj.pending[:4])
         more = f" +{len(sj.pending) - 4}" if len(sj.pending) > 4 else ""
@@ -190,8 +187,7 @@ class JobActions:
     def free(self, sj: ServiceJobs) -> None:
         if self.refused("free VRAM"):
             return
-        from genai_tui.engine import actions
-
+        actions = _engine_actions(self.app)
         config = self.app.stack.config
         held = vram_text(sj)
         now = f" ({held.plain} now)" if held is not None else ""
@@ -204,6 +200,17 @@ class JobActions:
                       # the engine's own "closing" flag: quitting never waits on the re-read
                       stop=getattr(self.app.stack, "_stopped", None)),
                   refresh=("jobs", "gpu", "probes"))
+
+
+def _engine_actions(app: Any) -> Any:
+    """The queue actions of the stack shown: the engine's own, or a fleet host's (the
+    same names, run there as genai-tui subcommands)."""
+    remote = getattr(app.stack, "actions", None)
+    if remote is not None:
+        return remote
+    from genai_tui.engine import actions
+
+    return actions
 
 
 class JobActionDone(Message):
