@@ -36,20 +36,28 @@ SSH_FAILED = 255
 
 
 class ControlDir:
-    """A private (0700) folder for the hosts' ControlMaster sockets; removed on close."""
+    """A private (0700) folder for the hosts' ControlMaster sockets, made when the first
+    connection needs it and removed on close."""
 
     def __init__(self) -> None:
-        base = os.environ.get("XDG_RUNTIME_DIR")
-        if not base or not os.path.isdir(base) or len(base) > 40:
-            base = None  # socket paths must stay short (108 bytes)
-        self.path = Path(tempfile.mkdtemp(prefix="gtssh-", dir=base))
-        os.chmod(self.path, 0o700)
+        self.path: Path | None = None
+        self._closed = False
 
     def socket(self) -> str:
+        if self._closed:  # a late connection while the fleet closes: no new folder
+            return "none"
+        if self.path is None:
+            base = os.environ.get("XDG_RUNTIME_DIR")
+            if not base or not os.path.isdir(base) or len(base) > 40:
+                base = None  # socket paths must stay short (108 bytes)
+            self.path = Path(tempfile.mkdtemp(prefix="genai-tui-ssh-", dir=base))
+            os.chmod(self.path, 0o700)
         return str(self.path / "%C")  # ssh's hash of host, port and user: short, unique
 
     def close(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        self._closed = True
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 @dataclass(frozen=True)

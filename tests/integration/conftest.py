@@ -6,6 +6,12 @@ import pytest
 
 from genai_tui.config import Config
 from genai_tui.sources.docker import ContainerMonitor
+from tests.integration.fleet_infra import (  # noqa: F401 - fixtures of the fleet tests
+    make_ssh_server,
+    remote_stack,
+    second_engine,
+    ssh_server,
+)
 from tests.integration.test_docker_source import Recorder
 
 
