@@ -24,12 +24,11 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
 import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import IO, Any
 
 from genai_tui.config import Config
@@ -100,7 +99,9 @@ def run(args: argparse.Namespace, config: Config, *, out: IO[str] | None = None,
                                buffer_lines=max(config.logs.buffer_lines, tail, 1))
     hub = LogHub(dataclasses.replace(config, logs=logs))
     stop = stop or threading.Event()
-    restore = _stop_on_signals(stop)
+    from genai_tui.cli_stream import stop_on_signals
+
+    restore = stop_on_signals(stop)
     printer = _Printer(out, stop, as_json=bool(args.json), merged=service is None,
                        records=bool(args.json and args.follow),
                        width=max((len(one_line(n, 64)) for n in names), default=0))
@@ -241,20 +242,3 @@ def _watch_stdin(stop: threading.Event, fd: int = 0) -> None:
         stop.set()
 
     threading.Thread(target=read, name="logs-stdin", daemon=True).start()
-
-
-def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    saved = {}
-    for name in ("SIGTERM", "SIGINT", "SIGHUP"):
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            saved[sig] = signal.signal(sig, lambda *_a: stop.set())
-
-    def restore() -> None:
-        for sig, handler in saved.items():
-            with contextlib.suppress(ValueError, TypeError):
-                signal.signal(sig, handler)
-
-    return restore

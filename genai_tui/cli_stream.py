@@ -73,7 +73,7 @@ def run(config: Config, *, readonly: bool, interval: float = 1.0,
                 pending[change.part] = text
 
     writer = _Writer(out, stop)
-    restore = _stop_on_signals(stop)
+    restore = stop_on_signals(stop)
     refresh: list[tuple[dict[str, int], float]] = []  # asked-for rounds, and until when
     fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
     threading.Thread(target=_read_commands, args=(fd, stop, stack, refresh, lock),
@@ -192,7 +192,9 @@ def _command(line: bytes, stack: Any, refresh: list[tuple[dict[str, int], float]
     stack._call_soon(stack.refresh, part)
 
 
-def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM, SIGINT and SIGHUP set `stop` (a headless face's reader went away);
+    returns what puts the previous handlers back. Off the main thread: nothing."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     saved = {}
