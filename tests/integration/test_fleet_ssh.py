@@ -242,3 +242,33 @@ def test_a_slow_host_holds_up_neither_the_others_nor_the_exit(ssh_server, remote
         fleet.close()
         closed_in = time.monotonic() - started
     assert closed_in < 15, f"closing the fleet took {closed_in:.1f} s"
+
+
+def test_a_host_that_goes_quiet_is_stale_then_live_again(ssh_server, remote_stack, tmp_path):
+    import dataclasses
+    import signal
+
+    import psutil
+
+    cfg = local_config(tmp_path)
+    cfg = dataclasses.replace(cfg, fleet=dataclasses.replace(cfg.fleet, stale_after=4.0))
+    fleet = Fleet(cfg, [host_b(ssh_server, remote_stack)], local=False)
+    fleet.start()
+    try:
+        wait_for("live", lambda: summary(fleet, "hostb").state == "live")
+        streams = wait_for("the stream on host b", lambda: [
+            p for p in psutil.process_iter(["cmdline"])
+            if "stream" in (p.info["cmdline"] or [])
+            and str(remote_stack.config_path) in (p.info["cmdline"] or [])])
+        for p in streams:
+            p.send_signal(signal.SIGSTOP)  # it holds its link but says nothing
+        try:
+            s = wait_for("stale", lambda: (s := summary(fleet, "hostb")).state == "stale"
+                         and s, timeout=30)
+            assert s.age_s is not None and s.age_s >= 4 and s.services_total == 2
+        finally:
+            for p in streams:
+                p.send_signal(signal.SIGCONT)
+        wait_for("live again", lambda: summary(fleet, "hostb").state == "live", timeout=30)
+    finally:
+        fleet.close()
