@@ -15,10 +15,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genai_tui.safety import shown
-from genai_tui.sources import discover
+
+if TYPE_CHECKING:  # every command builds the parser; only `init` needs discover
+    from genai_tui.sources import discover
 
 EXIT_OK, EXIT_NO_COMFYUI, EXIT_NOT_WRITTEN, EXIT_ENGINE = 0, 1, 2, 3
 
@@ -48,6 +50,8 @@ def add_parser(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()
 
 def run(args: argparse.Namespace, *, readonly: bool = False) -> int:
     """Discover, print, and write when asked."""
+    from genai_tui.sources import discover
+
     target_: Path | None = getattr(args, "write", None)
     _fingerprint_key((target_.parent if target_ is not None else Path.cwd()).absolute(),
                      create=target_ is not None and bool(getattr(args, "yes", False))
@@ -97,6 +101,8 @@ def _fingerprint_key(config_dir: Path, *, create: bool) -> None:
 
 def _write(text: str, target: Path, *, yes: bool, readonly: bool, quiet: bool
            ) -> dict[str, Any]:
+    from genai_tui.sources import discover
+
     where = shown(target, 300)
     if readonly:
         return {"written": False, "path": str(target),

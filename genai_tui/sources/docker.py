@@ -17,14 +17,16 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import docker
-import docker.errors
+from typing import TYPE_CHECKING, Any
 
 from genai_tui.config import Config, DockerConfig, ServiceConfig
 from genai_tui.model import MISSING, ContainerInfo, DockerStatus, PortBinding
 from genai_tui.safety import one_line, shown
+
+# docker-py (requests, urllib3) loads with the first client, in a worker after the first
+# frame: the dashboard paints before it is imported
+if TYPE_CHECKING:
+    import docker
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ FULL_ID = re.compile(r"[0-9a-f]{64}")
 
 def make_client(cfg: DockerConfig) -> docker.DockerClient:
     """A client for `[docker] host`, else DOCKER_HOST / the active context."""
+    import docker
+
     if cfg.host:
         return docker.DockerClient(base_url=cfg.host, timeout=int(cfg.timeout))
     return docker.from_env(timeout=int(cfg.timeout))
@@ -384,6 +388,8 @@ class DockerSource:
         return r.cid, r.reason
 
     def _inspect(self, service: ServiceConfig, r: Resolution) -> ContainerInfo:
+        import docker.errors
+
         if r.cid is None:
             return ambiguous_info(service, r.lookalikes) if r.ambiguous \
                 else dataclasses.replace(missing_info(service), lookalikes=r.lookalikes)
@@ -398,6 +404,8 @@ class DockerSource:
     def find(self, service: ServiceConfig) -> dict[str, Any] | None:
         """`docker inspect` of the service's container, or None when there is none (or
         it is ambiguous); never an ID-prefix match."""
+        import docker.errors
+
         cid, _ = self.resolve(service)
         if cid is None:
             return None
@@ -415,6 +423,8 @@ class DockerSource:
                         ) -> ContainerInfo:
         """The service's container now: by `container_id` when given (the one already
         shown, or one with the exact name), else resolved afresh from the listing."""
+        import docker.errors
+
         if container_id and FULL_ID.fullmatch(container_id):
             try:
                 return container_info(service,
@@ -426,6 +436,8 @@ class DockerSource:
     def unpause(self, service: ServiceConfig) -> tuple[bool, str]:
         """Unpause the service's container (a paused one only needs that, not a restart
         that would kill its jobs); (ok, what happened) — never raises."""
+        import docker.errors
+
         try:
             cid, reason = self.resolve(service)
             if cid is None:
@@ -440,6 +452,8 @@ class DockerSource:
 
     def restart(self, service: ServiceConfig) -> tuple[bool, str]:
         """Restart the service's container; (ok, what happened) — never raises."""
+        import docker.errors
+
         try:
             cid, reason = self.resolve(service)
             if cid is None:
@@ -654,6 +668,8 @@ class ContainerMonitor:
         return self._stop.wait(seconds)
 
     def _run_events(self) -> None:
+        import docker.errors
+
         delay = 0.5
         while not self._stop.is_set():
             try:

@@ -25,14 +25,14 @@ import math
 import re
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-
-import httpx
 
 from genai_tui.config import Config, ProbeConfig, ServiceConfig
 from genai_tui.model import ProbeResult
@@ -314,9 +314,29 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
         cur = cur.__cause__ or cur.__context__
 
 
+def load_httpx() -> ModuleType:
+    """httpx, imported on first use and without its command-line client: httpx's
+    `__init__` imports `httpx._main` (click, pygments, rich tables and progress bars:
+    ~0.1 s of every `check`) whenever those are installed, and Textual installs rich. A
+    `None` in `sys.modules` makes that one import fail, and httpx then defines a stub."""
+    if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]
+        try:
+            import httpx
+        finally:
+            if sys.modules.get("httpx._main", 0) is None:
+                del sys.modules["httpx._main"]
+        return httpx
+    import httpx
+
+    return httpx
+
+
 def classify_error(exc: BaseException, timeouts: ProbeConfig | None = None) -> tuple[str, str]:
     """(outcome, detail) for a failed request. The detail is built from fixed phrases and
     OS error names only: never from the exception's message (it could quote a header)."""
+    httpx = load_httpx()
+
     t = timeouts or ProbeConfig()
     if isinstance(exc, httpx.ConnectTimeout):
         return "timeout", f"no TCP accept within {t.connect_timeout:g}s"
@@ -424,6 +444,8 @@ class Prober:
     (a second call for a busy service waits for, and shares, the running one)."""
 
     def __init__(self, probes: ProbeConfig | None = None, *, max_connections: int = 16) -> None:
+        httpx = load_httpx()  # here, not at import: the dashboard paints before it loads
+
         self.config = probes or ProbeConfig()
         self._client = httpx.AsyncClient(
             trust_env=False,

@@ -270,6 +270,13 @@ class GenaiTui(App[int]):
             except (RuntimeError, ValueError, NotImplementedError):
                 pass
         self.stack.subscribe(self._on_change)
+        # the panels paint first; the engine (httpx, docker-py, sqlite) starts right after
+        self.call_after_refresh(self._start_engine)
+        if self.stack.live and not self.is_headless and _stdin_is_tty():
+            self.set_interval(5.0, self._check_terminal)
+
+    def _start_engine(self) -> None:
+        """Start the engine worker and the history recorder once the first frame is out."""
         self.run_worker(self.stack.run(), name="engine", group="engine", exit_on_error=False)
         if self.stack.live and getattr(self, "history", None) is None:
             from genai_tui.engine.history import Recorder
@@ -277,8 +284,6 @@ class GenaiTui(App[int]):
             self.history = Recorder.attach(self.stack, face="dashboard", notify=lambda m: (
                 notify_plain(self, m, title="History", severity="warning", timeout=8)))
             self.containers.since = self.history.since
-        if self.stack.live and not self.is_headless and _stdin_is_tty():
-            self.set_interval(5.0, self._check_terminal)
 
     def _on_signal(self, hangup: bool) -> None:
         """SIGHUP (SSH link dropped) and SIGTERM end the app cleanly, threads included."""

@@ -545,6 +545,10 @@ class LogView(ScrollView, can_focus=True):
             self.stick()  # the horizontal scrollbar may come or go with the new width
 
 
+#: the slowest the log view takes new lines over SSH (SSH_CONNECTION set)
+SSH_FLUSH_INTERVAL = 1.0
+
+
 class LogPanel(Vertical):
     """Follows one service (`follow_service`) or all of them (`follow_all`).
 
@@ -611,7 +615,13 @@ class LogPanel(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = "Logs"
-        self.set_interval(self.config.logs.flush_interval, self._flush)
+        interval = self.config.logs.flush_interval
+        if getattr(self.app, "ssh", False):
+            # over SSH every redraw of the view costs bandwidth: new lines are added in
+            # bigger, rarer batches (a healthcheck line per service per second would
+            # otherwise scroll the whole view several times a second)
+            interval = max(interval, SSH_FLUSH_INTERVAL)
+        self.set_interval(interval, self._flush)
         if self.source is None and self._live:
             if self._initial == "all":
                 self.follow_all()

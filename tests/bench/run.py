@@ -19,7 +19,13 @@ What it does, in order (each tool in turn, in the same run, on the same stack):
   flood      the tool follows a container writing 20 000 lines/s for 30 s: its CPU,
              RSS over time, and key press -> visible popup (genai-tui `?`, lazydocker `x`)
   startup    command start -> first complete screen, on every start above
+  bytes      bytes the tool writes to its terminal per idle minute (a pty of its own,
+             120x40), plain and with SSH_CONNECTION set
+  check      `genai-tui check` one-shot on the stack: wall and CPU, median of 5
   scale      idle cost again with 200 idle containers on the engine
+The Textual floor app (tests/bench/floor_app.py: a 20-row DataTable redrawn once a
+second) is measured beside both tools where a figure is a tool's own cost (idle CPU, RSS,
+startup, bytes): the third column of the report.
 Results: <out>/results.json, <out>/results.md and screen captures in <out>/screens/.
 """
 
@@ -50,11 +56,21 @@ import psutil  # noqa: E402
 
 from tests.bench import report  # noqa: E402
 from tests.bench.measure import Sampler, Window, host_busy  # noqa: E402
+from tests.bench.ptybytes import SSH_ENV, idle_bytes  # noqa: E402
 from tests.bench.stack import FLOOD_RATE, BenchStack  # noqa: E402
 from tests.bench.term import Terminal, ensure_tmux  # noqa: E402
-from tests.bench.tools import Tool, genai_tui, lazydocker, lazydocker_binary  # noqa: E402
+from tests.bench.tools import (  # noqa: E402
+    Tool,
+    floor,
+    genai_tui,
+    lazydocker,
+    lazydocker_binary,
+)
 
-TOOLS = ("genai-tui", "lazydocker")
+TOOLS = ("genai-tui", "lazydocker", "floor")
+#: the tools that show the stack (events, flood and scale need one)
+PEERS = ("genai-tui", "lazydocker")
+CHECK_RUNS = 5
 FLOOD_MARKER = "waiting for its gate"
 
 
@@ -187,6 +203,11 @@ class Bench:
     def tool_result(self, tool: Tool) -> dict[str, Any]:
         return self.results["tools"].setdefault(tool.name, {
             "version": tool.version, "command": tool.argv, "startup": [], "errors": []})
+
+    @property
+    def peers(self) -> list[Tool]:
+        """The tools that show the stack (the floor app shows none)."""
+        return [t for t in self.tools if t.name in PEERS]
 
     @property
     def containers(self) -> list[str]:
@@ -454,6 +475,51 @@ class Bench:
             time.sleep(2)
             self.save()
 
+    def term_bytes(self, tool: Tool) -> None:
+        """Bytes to the terminal per idle minute, on a pty of the tool's own; with
+        SSH_CONNECTION set too (not for the floor app, which does not read it)."""
+        modes = [("plain", {})] + ([("ssh", SSH_ENV)] if tool.name != "floor" else [])
+        out: dict[str, Any] = {}
+        for mode, extra in modes:  # a count of bytes: no need to wait for a calm host
+            log(f"{tool.name}: bytes ({mode}): {self.s.idle_s:.0f}s untouched on a pty")
+            try:
+                out[mode] = idle_bytes(tool.argv, cwd=tool.cwd, env={**tool.env, **extra},
+                                       settle_s=self.s.settle_s + 3.0, window_s=self.s.idle_s,
+                                       quit_key=tool.quit_key)
+            except OSError as exc:
+                self.tool_result(tool)["errors"].append(f"bytes ({mode}): {exc}")
+                continue
+            if not out[mode]["alive"]:
+                self.tool_result(tool)["errors"].append(f"bytes ({mode}): exited early")
+            log(f"{tool.name}: bytes ({mode}): {out[mode]['per_60s'] / 1000:.0f} KB/60 s "
+                f"in {out[mode]['writes']} writes")
+        self.tool_result(tool)["bytes"] = out
+        self.save()
+
+    def check(self, tool: Tool) -> None:
+        """`genai-tui check` on the stack, CHECK_RUNS times: wall and CPU (the process's
+        own rusage, children included), as a monitoring system would run it."""
+        assert self.stack.config_path is not None
+        argv = [*tool.argv[:3], "check", "--config", str(self.stack.config_path)]
+        env = {**os.environ, **tool.env}
+        runs = []
+        self.wait_quiet(f"{tool.name} check")
+        for _ in range(CHECK_RUNS):
+            t0 = time.monotonic()
+            proc = subprocess.Popen(argv, cwd=tool.cwd, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            _pid, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            runs.append({"wall_s": round(time.monotonic() - t0, 3),
+                         "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+                         "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
+                         "exit": proc.returncode})
+        self.tool_result(tool)["check"] = {"argv": argv[3:], "runs": runs}
+        cpu = sorted(r["cpu_s"] for r in runs)[len(runs) // 2]
+        log(f"{tool.name}: check: median CPU {cpu:.2f}s over {len(runs)} runs "
+            f"(exit {runs[-1]['exit']})")
+        self.save()
+
     def scale(self) -> None:
         more = self.s.scale_containers - len(self.stack.idle)
         log(f"scale: adding {more} idle containers (total idle "
@@ -464,7 +530,7 @@ class Bench:
         log(f"scale: created in {took:.0f}s; settling")
         time.sleep(self.s.warmup_s)
         self.baseline("scale", "scale, before")
-        for tool in self.tools:
+        for tool in self.peers:
             self.idle(tool, "scale")
         self.baseline("scale", "scale, after")
 
@@ -505,6 +571,8 @@ class Bench:
         for name in names:
             if name == "genai-tui":
                 self.tools.append(genai_tui(self.stack.config_path))
+            elif name == "floor":
+                self.tools.append(floor())
             else:
                 self.tools.append(lazydocker(lazydocker_binary(cache), self.out / "ld-cwd"))
         self.meta()
@@ -517,8 +585,13 @@ class Bench:
             self.idle(tool)
         self.baseline("stack", "after")
         for tool in self.tools:
-            self.events(tool)
+            self.term_bytes(tool)
         for tool in self.tools:
+            if tool.name == "genai-tui":
+                self.check(tool)
+        for tool in self.peers:
+            self.events(tool)
+        for tool in self.peers:
             self.flood(tool)
         if not self.args.skip_scale:
             self.scale()

@@ -24,6 +24,18 @@ FLOOD_RATE = 20_000
 FLOOD_PORT = 8000
 
 
+#: ports other test jobs on this host own: the bench never publishes one of these
+RESERVED_PORTS = range(23000, 24000)
+
+
+def bench_port() -> int:
+    """A free loopback port outside RESERVED_PORTS."""
+    while True:
+        port = simdocker.free_port()
+        if port not in RESERVED_PORTS:
+            return port
+
+
 class BenchStack:
     """Creates and removes everything the bench runs on the engine."""
 
@@ -40,7 +52,7 @@ class BenchStack:
         self.services: dict[str, str] = {}
         self.flood_service = f"log-flood-{self.tag}"
         self.flood_container = f"{self.prefix}log-flood"
-        self.flood_port = simdocker.free_port()
+        self.flood_port = bench_port()
         self.idle: list[str] = []
         self._flood_round = 0
         self._gate: Path | None = None
@@ -55,7 +67,7 @@ class BenchStack:
         sd.ensure_image(self.client)
         self.gate_dir.mkdir(parents=True, exist_ok=True)
         self.gate_dir.chmod(0o755)
-        ports = {s.name: sd.free_port() for s in demo.SERVICES}
+        ports = {s.name: bench_port() for s in demo.SERVICES}
         config = demo.write_stack_files(self.root, ports, container_prefix=self.prefix)
         text = config.read_text()
         lines = text.splitlines()
@@ -120,7 +132,10 @@ class BenchStack:
             self.client.containers.run(
                 image, ["/bin/sleep", "infinity"], name=name, detach=True,
                 labels={simdocker.OWNER_LABEL: self.owner, "io.genai-tui.bench": "idle"},
-                volumes=mounts, stop_signal="SIGKILL")
+                volumes=mounts, stop_signal="SIGKILL",
+                # the bench's own network: the engine's default bridge may be missing
+                # (a rootless or docker0-less engine), and it changes no figure
+                network=self.network)
             return name
 
         t0 = time.monotonic()

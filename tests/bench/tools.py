@@ -170,7 +170,32 @@ class Lazydocker(Tool):
         return f"{n} log rows drawn" if n else ""
 
 
+class Floor(Tool):
+    """The Textual floor app (`floor_app.py`): a 20-row DataTable redrawn once a second.
+    It shows no containers; it is measured only where the figure is the tool's own cost
+    (idle CPU, RSS, startup, bytes to the terminal)."""
+
+    def ready(self, screen: str, containers: list[str]) -> bool:
+        from tests.bench.floor_app import LAST_ROW
+
+        return LAST_ROW in screen
+
+    def states(self, screen: str) -> dict[str, str]:
+        return {}
+
+    def popup_visible(self, screen: str) -> bool:
+        return False
+
+
 # ---------------------------------------------------------------------- construction
+
+
+def floor() -> Floor:
+    import textual
+
+    return Floor(name="floor", version=f"Textual {textual.__version__}",
+                 argv=[sys.executable, str(REPO / "tests" / "bench" / "floor_app.py")],
+                 cwd=REPO, env={"PYTHONPATH": str(REPO)})
 
 
 def genai_tui(config: Path) -> GenaiTui:

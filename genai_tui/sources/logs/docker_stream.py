@@ -17,14 +17,13 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import docker
-import docker.errors
-import requests
-from docker.types.daemon import CancellableStream
+from typing import TYPE_CHECKING, Any, Protocol
 
 from genai_tui.config import ServiceConfig
+
+if TYPE_CHECKING:  # docker-py (and its requests stack) loads on the first stream, not
+    import docker  # with the first frame
+    import requests
 
 #: a raw partial line longer than this (no `\n` yet) is compacted so a hostile container
 #: cannot grow our memory without bound
@@ -174,6 +173,8 @@ class _DockerStream:
             return
         self._closed = True
         try:
+            from docker.types.daemon import CancellableStream
+
             CancellableStream(None, self._response).close()
         except Exception:  # SSH transport, already closed socket...: best effort
             try:
@@ -243,6 +244,8 @@ class DockerLogSource:
         self.connect_timeout = connect_timeout
 
     def _api(self) -> docker.APIClient:
+        import docker.errors
+
         if self._client is None:
             try:
                 self._client = self._make_client()
@@ -272,6 +275,9 @@ class DockerLogSource:
         )
 
     def _call(self, fn: Callable[[], Any]) -> Any:
+        import docker.errors
+        import requests
+
         try:
             return fn()
         except docker.errors.NotFound:
@@ -301,6 +307,8 @@ class DockerLogSource:
 
     def open(self, target: Target, tail: int, since_ns: int | None,
              follow: bool = True) -> RawStream:
+        import docker.errors
+
         api = self._api()
         params: dict[str, Any] = {"stdout": 1, "stderr": 1, "follow": int(follow),
                                   "timestamps": 1,

@@ -18,10 +18,6 @@ from collections.abc import Callable
 from itertools import repeat
 from operator import itemgetter
 
-import docker.errors
-import requests
-import urllib3.exceptions
-
 from genai_tui.model import LogEvent
 from genai_tui.sources.logs.docker_stream import (
     LineAssembler,
@@ -244,6 +240,11 @@ class LogFollower:
 
     def _follow_once(self, target: Target, tail: int, since: int | None,
                      follow: bool = True) -> None:
+        # docker-py and its requests stack load with the first stream, after the first frame
+        import docker.errors
+        import requests
+        import urllib3.exceptions
+
         try:
             stream = self.source.open(target, tail, since, follow)
         except docker.errors.NotFound:

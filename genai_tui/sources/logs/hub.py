@@ -13,9 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
-
-import docker
+from typing import TYPE_CHECKING, Any
 
 from genai_tui.config import Config, LogConfig, ServiceConfig, TokensConfig
 from genai_tui.model import LogEvent
@@ -28,6 +26,9 @@ from genai_tui.sources.logs.files import FileLogFollower, FileLogSource
 from genai_tui.sources.logs.follower import LogFollower
 from genai_tui.sources.logs.line import LogLine
 from genai_tui.sources.logtext import Redactor
+
+if TYPE_CHECKING:  # docker-py loads with the first stream, not the first frame
+    import docker
 from genai_tui.sources.tokens.read import secret_values
 
 # ------------------------------------------------------------------ several at once

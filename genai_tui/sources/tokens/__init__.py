@@ -24,7 +24,7 @@ Secret values live only in private attributes (never in a repr, JSON, message or
 
 from __future__ import annotations
 
-import bcrypt
+from typing import Any
 
 from genai_tui.sources.tokens import fsutil
 from genai_tui.sources.tokens.audit import (
@@ -97,3 +97,13 @@ __all__ = [
     # modules and internals tests and benchmarks reach for
     "fsutil", "bcrypt", "_CHECK_CACHE", "_PROBLEM_ORDER",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`bcrypt` on first use (tests patch `<module>.bcrypt.checkpw`): the dashboard's first
+    frame and `check` with cached verdicts never load it."""
+    if name == "bcrypt":
+        import bcrypt
+
+        return bcrypt
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bcrypt
-
 from genai_tui.config import TokenLocation, TokensConfig
 from genai_tui.secret import fingerprint, raw_label
 from genai_tui.sources import envfile
@@ -414,6 +412,8 @@ def _quote_of(x: _Loc) -> str | None:
 def _hash_for_raw(raw: str, locs: Sequence[_Loc], canonical: str | None) -> str:
     """An existing hash that verifies against `raw` (canonical first), so nothing changes
     needlessly; otherwise a new hash at cost 12."""
+    import bcrypt
+
     ordered = sorted(locs, key=lambda x: x.cfg.name != canonical)
     return _verified_hash(raw, ordered) or bcrypt.hashpw(
         raw.encode("utf-8"), bcrypt.gensalt(BCRYPT_COST)).decode("ascii")

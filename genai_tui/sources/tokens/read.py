@@ -25,8 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import bcrypt
-
 from genai_tui.config import TokenLocation, TokensConfig
 from genai_tui.model import TokenLocationStatus, TokensReport
 from genai_tui.safety import redact
@@ -157,6 +155,8 @@ def check_raw(raw: str, hash_: str) -> bool:
     if stored is not None:
         ok = stored
     else:
+        import bcrypt  # only when a verdict is not cached
+
         try:
             ok = bool(raw) and bcrypt.checkpw(raw.encode("utf-8"), hash_.encode("ascii"))
         except (ValueError, UnicodeError):
@@ -172,6 +172,8 @@ def check_raw(raw: str, hash_: str) -> bool:
 
 def new_credential() -> tuple[str, str]:
     """A fresh raw token and its bcrypt hash at ComfyUI-Login's cost (12)."""
+    import bcrypt
+
     raw = secrets.token_urlsafe(32)
     return raw, bcrypt.hashpw(raw.encode("ascii"), bcrypt.gensalt(BCRYPT_COST)).decode("ascii")
 
@@ -590,3 +592,13 @@ def secret_values(tokens: TokensConfig, max_bytes: int = MAX_FILE_BYTES) -> list
         except Exception:  # a redaction hint must never stop a log follower
             continue
     return sorted(v for v in out if v and "\n" not in v)
+
+
+def __getattr__(name: str) -> Any:
+    """`bcrypt` on first use (tests patch `<module>.bcrypt.checkpw`): the dashboard's first
+    frame and `check` with cached verdicts never load it."""
+    if name == "bcrypt":
+        import bcrypt
+
+        return bcrypt
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
