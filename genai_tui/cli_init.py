@@ -133,6 +133,7 @@ def _write(text: str, target: Path, *, yes: bool, readonly: bool, quiet: bool
 def render(p: discover.Proposal, text: str) -> str:
     """The proposal for a terminal: services and copies as tables, then the evidence,
     warnings, and the TOML it would write."""
+    from genai_tui.sources import discover
     from genai_tui.textout import table
 
     out = [f"genai-tui init — Docker engine at {shown(p.engine, 200)}: "

@@ -197,6 +197,8 @@ async def test_findings_bar_names_causes_and_keys():
         assert ("gpu_memory_high", None) in codes
         # what the bar shows: one line per finding, most severe first, each naming its fix
         # key and its message (cut with … at the bar's width), then the ones left out
+        # the bar grows to its lines at the next layout (later on a busy machine)
+        await wait_until(pilot, lambda: len(rows(app, bar)) == 5)
         shown = [line.strip() for line in rows(app, bar)]
         assert len(shown) == 5
         for line, f in zip(shown, bar.findings[:4], strict=False):

@@ -159,6 +159,8 @@ async def test_readonly_keeps_mutating_keys_out_of_footer_help_and_palette():
     app = snapshot_app(readonly=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
+        # the footer is drawn once its keys are known (later on a busy machine)
+        await wait_until(pilot, lambda: "Quit" in screen_text(app).splitlines()[-1])
         footer = screen_text(app).splitlines()[-1]
         assert "Restart" not in footer and "Unify" not in footer
         assert "Probe now" in footer and "Findings" in footer
