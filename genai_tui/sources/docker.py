@@ -678,15 +678,18 @@ class ContainerMonitor:
                 version = client.version()
                 since = int(time.time()) - 1
                 self._status = DockerStatus(True, None, version.get("Version"))
-                self.full_sync()
-                self._connected.set()
-                self.backoff = 0.0
-                delay = 0.5
+                # subscribed first, then the listing: whatever changes after the listing
+                # comes as an event, whatever changed before it is in the listing (the
+                # replay `since` alone missed a rename on a busy engine)
                 self._stream = client.events(
                     decode=True, since=since,
                     filters={"type": "container", "event": list(EVENT_ACTIONS)})
                 if self._stop.is_set():  # close() ran while we were connecting
                     break
+                self.full_sync()
+                self._connected.set()
+                self.backoff = 0.0
+                delay = 0.5
                 for event in self._stream:
                     if self._stop.is_set():
                         break
