@@ -211,15 +211,9 @@ class _Printer:
         return now
 
     def _write(self, text: str) -> None:
-        try:
-            self.out.write(text)
-            self.out.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            self.stop.set()
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                # Python's own flush at exit must not fail on the dead pipe again
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, self.out.fileno())
+        from genai_tui.cli_stream import write_or_stop
+
+        write_or_stop(self.out, text, self.stop)
 
 
 def _watch_stdin(stop: threading.Event, fd: int = 0) -> None:

@@ -140,15 +140,20 @@ class _Writer:
     def line(self, text: str) -> None:
         if self.stop.is_set() and not text.startswith('{"type":"bye"'):
             return
-        try:
-            self.out.write(text + "\n")
-            self.out.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            self.stop.set()
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                # Python's own flush at exit must not fail on the dead pipe again
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, self.out.fileno())
+        write_or_stop(self.out, text + "\n", self.stop)
+
+
+def write_or_stop(out: IO[str], text: str, stop: threading.Event) -> None:
+    """Write and flush; a reader gone (broken pipe) sets `stop` and points `out` at
+    /dev/null, so Python's own flush at exit does not fail on the dead pipe again."""
+    try:
+        out.write(text)
+        out.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        stop.set()
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
 
 
 def _read_commands(fd: int, stop: threading.Event, stack: Any,
