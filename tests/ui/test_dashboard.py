@@ -157,8 +157,19 @@ def snapshot_app(**kw) -> GenaiTui:
 
 
 async def settle(pilot) -> None:
-    feed(pilot.app)
-    await pilot.pause(0.4)  # findings are derived 0.2 s after the last update
+    """Feed the picture and wait (not a fixed pause: CI's engine may be busy) until the
+    findings derived from it are on the bar and laid out."""
+    app = pilot.app
+    feed(app)
+    bar = app.query_one(FindingsBar)
+    stack = app.stack
+
+    def derived() -> bool:  # findings are derived 0.2 s after the last update
+        return (stack.diagnosed > 0 and stack._diagnose_handle is None
+                and len(bar.findings) == len(stack.snapshot.findings))
+
+    await wait_until(pilot, derived)
+    await pilot.pause(0.1)  # the bar's new height: one layout away
 
 
 def test_snapshot_dashboard_120x40(snap_compare):
