@@ -16,13 +16,16 @@ horizontal scrollbar appearing, a wrap width changing). Only the user scrolling 
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
+import contextvars
 import os
 import re
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
@@ -44,6 +47,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.scrollbar import ScrollTo, ScrollUp
 from textual.strip import Strip
+from textual.timer import Timer
 from textual.widgets import Input, Static
 
 from genai_tui.config import Config
@@ -419,7 +423,20 @@ class LogView(ScrollView, can_focus=True):
 
     def _update_virtual_size(self) -> None:
         width = self._wrap_width() if self.wrap else self._max_cells + self._prefix_cells()
-        self.virtual_size = Size(width, self._row_count())
+        new, old = Size(width, self._row_count()), self.virtual_size
+        if new == old:
+            return
+        rows = self.scrollable_content_region.height
+        if (new.width == old.width and min(new.height, old.height) > rows > 0
+                and self.show_vertical_scrollbar):
+            # more rows below an already scrolling view: only the scrollbar's thumb moves,
+            # so skip the reactive's layout pass of the whole screen (one per new batch of
+            # lines: most of the idle repaint cost before)
+            self.set_reactive(LogView.virtual_size, new)
+            self._scroll_update(new)
+            self.refresh()
+            return
+        self.virtual_size = new
 
     def _anchor(self) -> tuple[int, int] | None:
         hit = self._locate_row(round(self.scroll_y))
@@ -547,6 +564,9 @@ class LogView(ScrollView, can_focus=True):
 
 #: the slowest the log view takes new lines over SSH (SSH_CONNECTION set)
 SSH_FLUSH_INTERVAL = 1.0
+#: a source that says when lines come (`listen`) is still looked at this often, for a
+#: state ("reconnecting …") that changes without a line
+STATUS_TICK = 1.0
 
 
 class LogPanel(Vertical):
@@ -595,6 +615,16 @@ class LogPanel(Vertical):
         self._message = ""
         self._status_cache = ""
         self._last_total = 0
+        self._flushed: tuple[object, ...] = ()
+        self._interval = cfg.flush_interval
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_context: contextvars.Context | None = None
+        self._poll: Timer | None = None
+        self._unlisten: Callable[[], None] | None = None
+        self._woken = False
+        self._flush_timer: Timer | None = None
+        #: ticks that looked at the source (an idle follow makes one a second)
+        self.flushes = 0
         self._skip_flushes = 0
         self.saved_path: Path | None = None
 
@@ -621,7 +651,11 @@ class LogPanel(Vertical):
             # bigger, rarer batches (a healthcheck line per service per second would
             # otherwise scroll the whole view several times a second)
             interval = max(interval, SSH_FLUSH_INTERVAL)
-        self.set_interval(interval, self._flush)
+        self._interval = interval
+        self._loop = asyncio.get_running_loop()
+        self._wake_context = contextvars.copy_context()  # Textual's (active app) for the wake
+        self.set_interval(STATUS_TICK, self._flush)
+        self._listen(self.source)
         if self.source is None and self._live:
             if self._initial == "all":
                 self.follow_all()
@@ -667,6 +701,7 @@ class LogPanel(Vertical):
     # ------------------------------------------------------------ internals
 
     def _switch(self, source: LogSourceView | None, label: str, *, merged: bool) -> None:
+        self._listen(source)
         self.source = source
         self.label = label
         self._message = ""
@@ -680,14 +715,61 @@ class LogPanel(Vertical):
             self._last_total = source.total
         self._update_status(force=True)
 
+    def _listen(self, source: LogSourceView | None) -> None:
+        """Flush when the source says lines came (`listen`), else poll it."""
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        listen = getattr(source, "listen", None)
+        if callable(listen):
+            self._unlisten = listen(self._wake)
+        if source is not None and self._unlisten is None and self._loop is not None:
+            # polled every tick only while the source cannot say when lines come
+            if self._poll is None:
+                self._poll = self.set_interval(self._interval, self._flush)
+        elif self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+
+    def _wake(self) -> None:
+        """From a follower's thread: one flush, `flush_interval` later, for whatever comes
+        meanwhile (a burst is one redraw)."""
+        if self._woken or self._loop is None:
+            return
+        self._woken = True
+        with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to draw
+            self._loop.call_soon_threadsafe(self._flush_soon, context=self._wake_context)
+
+    def _flush_soon(self) -> None:
+        if self._flush_timer is None and self.is_attached:
+            self._flush_timer = self.set_timer(self._interval, self._woken_flush)
+
+    def _woken_flush(self) -> None:
+        self._flush_timer = None
+        self._woken = False
+        self._flush()
+
+    def on_unmount(self) -> None:
+        self._listen(None)
+
     def _flush(self) -> None:
         """Timer tick: take what the threads collected and update the view in one batch."""
         source = self.source
         if self._skip_flushes:  # a flood: fewer, bigger updates (each redraws the view)
             self._skip_flushes -= 1
+            if self._unlisten is not None:
+                self._flush_soon()  # what came meanwhile is still drawn, a few ticks on
             return
+        self.flushes += 1
+        lines = source.drain() if source is not None else []
+        # what the status line is made of: an idle tick (ten a second) draws nothing
+        seen = (source.total if source is not None else 0,
+                source.status_text if source is not None else "", self.follow, self.label,
+                self.view.filter, self.view.wrap, self.view.show_ts, self._message)
+        if not lines and seen == self._flushed:
+            return
+        self._flushed = seen
         if source is not None:
-            lines = source.drain()
             if len(lines) >= FLOOD_BATCH:
                 self._skip_flushes = FLOOD_SKIP
             total = source.total

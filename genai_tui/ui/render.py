@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.terminal_theme import TerminalTheme
 from rich.text import Text
@@ -48,10 +49,24 @@ def update_if_changed(widget: Static, content: Text | str) -> None:
     old = getattr(widget, "_genai_last", None)
     if key == old:
         return
-    same_shape = old is not None and [len(x) for x in old[0].split("\n")] == [
-        len(x) for x in text.plain.split("\n")]
+    same_shape = old is not None and _same_shape(widget, old[0], text.plain)
     widget._genai_last = key  # type: ignore[attr-defined]
     widget.update(text, layout=not same_shape)
+
+
+def _same_shape(widget: Static, old: str, new: str) -> bool:
+    """The new text takes the widget's current size: as many lines, each as long as
+    before, or (a widget whose width does not follow its text) every line, old and new,
+    within its width so none wraps. A sparkline that grows by a cell is then a repaint,
+    not a layout pass of the whole screen."""
+    a, b = old.split("\n"), new.split("\n")
+    if len(a) != len(b):
+        return False
+    if [len(x) for x in a] == [len(x) for x in b]:
+        return True
+    width = widget.content_size.width
+    fixed = widget.styles.width is None or not widget.styles.width.is_auto
+    return fixed and width > 0 and max(cell_len(x) for x in a + b) <= width
 
 
 def set_cell(table: DataTable[Any], row: str, column: str, value: Text | str) -> None:

@@ -584,3 +584,38 @@ format = "hash_file"
         assert panel.hub is stack.logs
         followers = list(panel.hub.followers.values())
     assert followers and all(not f.alive for f in followers)
+
+
+async def test_an_idle_follow_is_not_polled_and_a_new_line_still_shows_at_once(tmp_path):
+    """Left open all day on a quiet service, the panel does not look at its source ten
+    times a second (each look is a wake-up of the whole app): the follower says when
+    lines come. One status look a second remains, and a line written then still shows."""
+    log = tmp_path / "quiet.log"
+    log.write_bytes(b"first\n")
+    toml = tmp_path / "genai-tui.toml"
+    toml.write_text("""
+[logs]
+flush_interval = 0.05
+
+[[services]]
+name = "quiet"
+url = "http://127.0.0.1:1"
+kind = "orchestrator"
+runtime = "process"
+log_file = "quiet.log"
+""")
+    from genai_tui import config as configmod
+
+    cfg = configmod.load_file(toml, env={})
+    app = PanelApp(Stack(cfg, parts={"logs"}), initial="quiet")
+    async with app.run_test(size=(100, 24)) as pilot:
+        panel = app.query_one(LogPanel)
+        await wait_until(pilot, lambda: panel.view.line_count == 1)
+        before = panel.flushes
+        await pilot.pause(2.0)
+        # polled at flush_interval this would be about 40
+        assert panel.flushes - before <= 3, panel.flushes - before
+        with log.open("ab") as f:
+            f.write(b"second\n")
+        await wait_until(pilot, lambda: panel.view.line_count == 2)
+        assert [ln.text for ln in panel.view.lines()] == ["first", "second"]

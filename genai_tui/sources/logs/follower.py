@@ -91,6 +91,19 @@ class LogFollower:
         self._at_last: list[bytes] = []
         self._replay: Counter[bytes] | None = None
         self._processor = LineProcessor(service, max_line_bytes)
+        #: called (on this follower's thread) after new lines: the panel flushes on them
+        #: instead of polling ten times a second while nothing comes
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call `fn()` (from the follower's thread: it must only schedule) whenever new
+        lines are in; returns the unsubscribe."""
+        self._listeners.append(fn)
+        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+
+    def _woken(self) -> None:
+        for fn in tuple(self._listeners):
+            fn()
 
     # ---------------------------------------------------------- lifecycle
 
@@ -334,6 +347,7 @@ class LogFollower:
             self._buffer.append(line)
             self._pending.append(line)
             self.total += 1
+        self._woken()
 
     def _ingest(self, lines: list[tuple[int, bytes, int]]) -> None:
         if not self.DEDUPE:  # files are read by offset: nothing comes twice
@@ -355,6 +369,7 @@ class LogFollower:
             self._pending.extend(out)
             self._events.extend(events)
             self.total += len(out)
+        self._woken()
 
     def _note_last(self, lines: list[tuple[int, bytes, int]]) -> None:
         """A live stream: nothing to drop, but remember the newest timestamp and the lines

@@ -58,6 +58,15 @@ class MergedLogs:
     def total(self) -> int:
         return sum(f.total for f in self.followers)
 
+    def listen(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """`LogFollower.listen` on every follower; returns one unsubscribe for all."""
+        stops = [f.listen(fn) for f in self.followers]
+
+        def stop_all() -> None:
+            for stop in stops:
+                stop()
+        return stop_all
+
     def snapshot(self) -> list[LogLine]:
         return merge_sorted(f.snapshot() for f in self.followers)[-self.buffer_lines:]
 
