@@ -22,6 +22,13 @@ from typing import TYPE_CHECKING, Any
 from genai_tui.config import Config, DockerConfig, ServiceConfig
 from genai_tui.model import MISSING, ContainerInfo, DockerStatus, PortBinding
 from genai_tui.safety import one_line, shown
+from genai_tui.sources.docker_light import (
+    EngineError,
+    LightClient,
+    engine_errors,
+    is_not_found,
+    light_client,
+)
 
 # docker-py (requests, urllib3) loads with the first client, in a worker after the first
 # frame: the dashboard paints before it is imported
@@ -339,6 +346,8 @@ class DockerSource:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._client: docker.DockerClient | None = None
+        #: reads (list, inspect, version) over a local socket need no docker-py
+        self._reader: LightClient | None = light_client(config.docker)
         self._lock = threading.Lock()
 
     @property
@@ -350,6 +359,11 @@ class DockerSource:
             if self._client is None:
                 self._client = make_client(self.config.docker)
             return self._client
+
+    def reader(self) -> LightClient | docker.DockerClient:
+        """What reads the engine: the standard-library client on a local socket, else
+        docker-py's (a remote, TLS or SSH engine)."""
+        return self._reader if self._reader is not None else self.client()
 
     def reset(self) -> None:
         with self._lock:
@@ -365,7 +379,7 @@ class DockerSource:
 
     def status(self) -> DockerStatus:
         try:
-            version = self.client().version()
+            version = self.reader().version()
             return DockerStatus(True, None, version.get("Version"))
         except Exception as exc:
             self.reset()
@@ -376,7 +390,7 @@ class DockerSource:
         """`choose` with this config's project (the service's, else `[docker] project`)
         and folder; lists the engine's containers when no listing is given."""
         if listing is None:
-            listing = self.client().api.containers(all=True)
+            listing = self.reader().api.containers(all=True)
         return choose(self.services, service, listing,
                       project=service.project or self.config.docker.project,
                       folder=self.config.base_dir)
@@ -388,14 +402,14 @@ class DockerSource:
         return r.cid, r.reason
 
     def _inspect(self, service: ServiceConfig, r: Resolution) -> ContainerInfo:
-        import docker.errors
-
         if r.cid is None:
             return ambiguous_info(service, r.lookalikes) if r.ambiguous \
                 else dataclasses.replace(missing_info(service), lookalikes=r.lookalikes)
         try:
-            attrs = self.client().api.inspect_container(r.cid)
-        except docker.errors.NotFound:
+            attrs = self.reader().api.inspect_container(r.cid)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
             return missing_info(service)
         info = container_info(service, attrs)
         info.lookalikes = r.lookalikes
@@ -404,33 +418,32 @@ class DockerSource:
     def find(self, service: ServiceConfig) -> dict[str, Any] | None:
         """`docker inspect` of the service's container, or None when there is none (or
         it is ambiguous); never an ID-prefix match."""
-        import docker.errors
-
         cid, _ = self.resolve(service)
         if cid is None:
             return None
         try:
-            return self.client().api.inspect_container(cid)
-        except docker.errors.NotFound:
+            return self.reader().api.inspect_container(cid)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
             return None
 
     def list_stack(self) -> list[ContainerInfo]:
         """One entry per docker service; raises on an unreachable engine."""
-        sparse = self.client().api.containers(all=True)  # one call; inspect what matches
+        sparse = self.reader().api.containers(all=True)  # one call; inspect what matches
         return [self._inspect(svc, self.choose(svc, sparse)) for svc in self.services]
 
     def inspect_service(self, service: ServiceConfig, container_id: str | None = None
                         ) -> ContainerInfo:
         """The service's container now: by `container_id` when given (the one already
         shown, or one with the exact name), else resolved afresh from the listing."""
-        import docker.errors
-
         if container_id and FULL_ID.fullmatch(container_id):
             try:
                 return container_info(service,
-                                      self.client().api.inspect_container(container_id))
-            except docker.errors.NotFound:
-                pass
+                                      self.reader().api.inspect_container(container_id))
+            except Exception as exc:
+                if not is_not_found(exc):
+                    raise
         return self._inspect(service, self.choose(service))
 
     def unpause(self, service: ServiceConfig) -> tuple[bool, str]:
@@ -486,7 +499,7 @@ class ContainerMonitor:
         self._status = DockerStatus(reachable=False, error="connecting to the Docker engine…")
         self._connected = threading.Event()
         self._stream: Any = None
-        self._events_client: docker.DockerClient | None = None
+        self._events_client: LightClient | docker.DockerClient | None = None
         self._threads: list[threading.Thread] = []
         self._last_action: dict[str, str] = {}
         self._oom: dict[str, str] = {}
@@ -668,12 +681,10 @@ class ContainerMonitor:
         return self._stop.wait(seconds)
 
     def _run_events(self) -> None:
-        import docker.errors
-
         delay = 0.5
         while not self._stop.is_set():
             try:
-                client = make_client(self.config.docker)
+                client = light_client(self.config.docker) or make_client(self.config.docker)
                 self._events_client = client
                 version = client.version()
                 since = int(time.time()) - 1
@@ -695,11 +706,11 @@ class ContainerMonitor:
                         break
                     try:
                         self.handle_event(event)
-                    except docker.errors.DockerException as exc:
+                    except engine_errors() as exc:
                         log.debug("event handling failed: %s", describe_error(exc))
                 # the iterator ends silently when the daemon restarts: reconnect
                 if not self._stop.is_set():
-                    raise docker.errors.DockerException("events stream ended")
+                    raise EngineError("events stream ended")
             except Exception as exc:
                 self._connected.clear()
                 if self._stop.is_set():

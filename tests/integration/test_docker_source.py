@@ -3,6 +3,8 @@ stream, restarts, removal, restart loops, OOM kills and an unreachable engine.""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -278,3 +280,61 @@ def test_an_exact_name_beats_a_compose_label_lookalike(sim_container, monitor_fo
     time.sleep(1.5)
     info = rec.latest("qwen")
     assert info.id == exact.id and info.running
+
+
+def test_the_light_client_reads_what_docker_py_reads(sim_container, docker_client):
+    """The standard-library client (`check` and the monitor's reads on a local socket)
+    and docker-py see the same engine: the same listing, inspect and log text, and a
+    removed container is "not found" for both."""
+    from genai_tui.sources.docker_light import LightClient, is_not_found, socket_path
+
+    c = sim_container()
+    wait_port(host_port(c))
+    path = socket_path(DockerConfig())
+    assert path is not None, "the tests run on the default local socket"
+    light = LightClient(path, timeout=10)
+    mine = {x["Id"]: x["State"] for x in light.containers(all=True)}
+    theirs = {x["Id"]: x["State"] for x in docker_client.api.containers(all=True)}
+    assert mine[c.id] == theirs[c.id] == "running"
+    assert light.inspect_container(c.id)["Config"] == docker_client.api.inspect_container(
+        c.id)["Config"]
+    assert light.version()["ApiVersion"] == docker_client.version()["ApiVersion"]
+    chunks = light.logs(c.id, stream=True, follow=False)
+    try:
+        text = b"".join(chunks)
+    finally:
+        chunks.close()
+    expected = docker_client.api.logs(c.id, stdout=True, stderr=True, stream=False)
+    assert text and text == expected[:len(text)]  # the same bytes, no frame headers
+    c.remove(force=True)
+    for client in (light, docker_client.api):
+        try:
+            client.inspect_container(c.id)
+        except Exception as exc:  # noqa: BLE001 - both clients' own error types
+            assert is_not_found(exc), exc
+        else:
+            raise AssertionError("a removed container was found")
+
+
+def test_check_on_a_local_engine_never_loads_docker_py(sim_container, tmp_path):
+    """`check`, run every minute by a monitoring plugin, reads the engine with the
+    standard library (docker-py and requests cost ~0.2 s CPU and several MB to import),
+    and still sees the container."""
+    import subprocess
+    import sys
+
+    c = sim_container()
+    wait_port(host_port(c))
+    toml = tmp_path / "genai-tui.toml"
+    toml.write_text(f'[[services]]\nname = "qwen"\nurl = "http://127.0.0.1:{host_port(c)}"\n'
+                    f'container = "{c.name}"\n')
+    script = ("import json, sys\nfrom genai_tui.cli import main\n"
+              "try:\n    main(['check', '--json', '--config', sys.argv[1]])\n"
+              "except SystemExit:\n    pass\n"
+              "print('LOADED', json.dumps(sorted(m for m in ('docker', 'requests', 'urllib3')"
+              " if m in sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(toml)], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "DOCKER_HOST": ""})
+    doc = json.loads(out.stdout[:out.stdout.rindex("LOADED")])
+    assert [x["state"] for x in doc["containers"]] == ["running"], out.stdout
+    assert out.stdout.rsplit("LOADED", 1)[1].strip() == "[]"

@@ -176,7 +176,7 @@ def log_events_for_check(config: Config, docker_source: Any,
         if svc.kind != "comfyui" or svc.runtime != "docker" or info is None:
             continue
         try:
-            text = _logs_since_start(docker_source.client(), info.id, info.started_at)
+            text = _logs_since_start(docker_source.reader(), info.id, info.started_at)
         except Exception:  # an engine hiccup only costs this hint
             continue
         last = _last_token_event(svc.name, text, info.started_at)
