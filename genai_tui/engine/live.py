@@ -56,6 +56,8 @@ JOB_ONLY_EVENTS = frozenset({"job_start", "job_progress", "job_interrupted", "mo
 JOBS_PUBLISH = 0.5
 #: how long a burst of changes may last before findings are re-derived
 DIAGNOSE_DELAY = 0.2
+#: at start, how long the other sources wait for the first container listing (seconds)
+FIRST_LISTING_WAIT = 1.0
 #: log events are collected this often; urgent ones are handed on at the next round, the
 #: others (job_done…) at most once a second, so a job flood does not re-derive findings 10×/s
 EVENTS_INTERVAL = 0.5
@@ -148,6 +150,7 @@ class Stack:
         self._tasks: list[asyncio.Task[None]] = []
         self._chains: dict[str, _Chain] = {}
         self._diagnose_handle: asyncio.TimerHandle | None = None
+        self._first_listing: asyncio.Event | None = None
         self._infos: dict[str, ContainerInfo] = {}
         self._last_start: dict[str, Any] = {}
         self._events: Any = None
@@ -237,14 +240,20 @@ class Stack:
         if not self.live:
             await self._until_stopped()
             return
+        if "containers" in self.parts:
+            self._first_listing = asyncio.Event()
+            self._start_monitors()
+            # the containers table is the first thing an admin reads: let its listing in
+            # before the rest (httpx, the log streams' docker-py) is imported on this loop
+            if self.monitor is not None or self.processes is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._first_listing.wait(), FIRST_LISTING_WAIT)
         from genai_tui.sources.logs import RecentEvents
         from genai_tui.sources.probes import Prober
 
         self._events = RecentEvents()
         services = self.config.services
         self.prober = Prober(self.config.probes, max_connections=max(4, len(services)))
-        if "containers" in self.parts:
-            self._start_monitors()
         if "jobs" in self.parts and self.config.jobs.enabled:
             self._start_jobs()
         chains = {
@@ -411,6 +420,8 @@ class Stack:
     def apply_containers(self, status: DockerStatus | None,
                          infos: list[ContainerInfo]) -> None:
         """Monitor news (on the loop): merge, route starts to the log hub, publish."""
+        if self._first_listing is not None:
+            self._first_listing.set()
         if status is not None:
             self.publish("docker", status)
             if not status.reachable:
