@@ -388,6 +388,9 @@ METHOD = """\
   counted over the idle window, per 60 s; once plain and once with `SSH_CONNECTION` set.
 - **`check`**: `genai-tui check --config <stack>` run 5 times in a row on the stack (the
   verdict cache warm after the first), CPU = the process's user + system rusage.
+- **As installed**: the runner byte-compiles `genai_tui/` first (`compileall`), as
+  `pip install` does; Textual in site-packages already is. Otherwise every start would
+  compile ~22 000 lines again wherever PYTHONDONTWRITEBYTECODE is set.
 - **Noise**: the machine has 2 CPUs and other jobs may run; the host's busy % in each
   window and both baselines are listed so a disturbed run can be recognised.
 """
