@@ -401,15 +401,21 @@ class DockerSource:
         r = self.choose(service)
         return r.cid, r.reason
 
+    def _attrs(self, container_id: str) -> dict[str, Any] | None:
+        """`docker inspect` of one container, None when it is gone (either client's 404)."""
+        try:
+            return self.reader().api.inspect_container(container_id)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+            return None
+
     def _inspect(self, service: ServiceConfig, r: Resolution) -> ContainerInfo:
         if r.cid is None:
             return ambiguous_info(service, r.lookalikes) if r.ambiguous \
                 else dataclasses.replace(missing_info(service), lookalikes=r.lookalikes)
-        try:
-            attrs = self.reader().api.inspect_container(r.cid)
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        attrs = self._attrs(r.cid)
+        if attrs is None:
             return missing_info(service)
         info = container_info(service, attrs)
         info.lookalikes = r.lookalikes
@@ -419,14 +425,7 @@ class DockerSource:
         """`docker inspect` of the service's container, or None when there is none (or
         it is ambiguous); never an ID-prefix match."""
         cid, _ = self.resolve(service)
-        if cid is None:
-            return None
-        try:
-            return self.reader().api.inspect_container(cid)
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
-            return None
+        return None if cid is None else self._attrs(cid)
 
     def list_stack(self) -> list[ContainerInfo]:
         """One entry per docker service; raises on an unreachable engine."""
@@ -438,12 +437,9 @@ class DockerSource:
         """The service's container now: by `container_id` when given (the one already
         shown, or one with the exact name), else resolved afresh from the listing."""
         if container_id and FULL_ID.fullmatch(container_id):
-            try:
-                return container_info(service,
-                                      self.reader().api.inspect_container(container_id))
-            except Exception as exc:
-                if not is_not_found(exc):
-                    raise
+            attrs = self._attrs(container_id)
+            if attrs is not None:
+                return container_info(service, attrs)
         return self._inspect(service, self.choose(service))
 
     def unpause(self, service: ServiceConfig) -> tuple[bool, str]:

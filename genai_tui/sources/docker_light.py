@@ -238,11 +238,6 @@ class LightClient:
                       for v in (value if isinstance(value, list | tuple) else [value])]
                 for key, value in filters.items()})
         conn, resp = self._open("/events" + ("?" + urlencode(query) if query else ""))
-        if resp.status != 200:
-            try:
-                self._fail(resp)
-            finally:
-                conn.close()
         if conn.sock is not None:
             conn.sock.settimeout(None)  # an idle engine sends nothing for hours
         return Events(conn, resp)
@@ -261,20 +256,19 @@ class LightClient:
             query["since"] = int(since)
         conn, resp = self._open(f"/containers/{quote(container, safe='')}/logs?"
                                 + urlencode(query))
-        if resp.status != 200:
-            try:
-                self._fail(resp)
-            finally:
-                conn.close()
         return LogChunks(conn, resp, framed=not tty)
 
     # ------------------------------------------------------------ internals
 
     def _open(self, path: str) -> tuple[_UnixConnection, http.client.HTTPResponse]:
+        """GET `path`: the open connection and its 200 answer, else the engine's error."""
         conn = _UnixConnection(self.path, self.timeout)
         try:
             conn.request("GET", path, headers={"Accept": "application/json"})
-            return conn, conn.getresponse()
+            resp = conn.getresponse()
+            if resp.status != 200:
+                self._fail(resp)
+            return conn, resp
         except BaseException:
             conn.close()
             raise
@@ -282,8 +276,6 @@ class LightClient:
     def _json(self, path: str, kind: type) -> Any:
         conn, resp = self._open(path)
         try:
-            if resp.status != 200:
-                self._fail(resp)
             body = resp.read(MAX_BODY + 1)
         finally:
             conn.close()
