@@ -436,7 +436,7 @@ class LogView(ScrollView, can_focus=True):
             # lines: most of the idle repaint cost before)
             self.set_reactive(LogView.virtual_size, new)
             self.vertical_scrollbar.window_virtual_size = new.height  # repaints the bar
-            self.refresh()
+            self.refresh(self.size.region)  # the rows, not the horizontal bar's cells
             return
         self.virtual_size = new
 
@@ -770,7 +770,7 @@ class LogPanel(Vertical):
             return
         self.flushes += 1
         lines = source.drain() if source is not None else []
-        # what the status line is made of: an idle tick (ten a second) draws nothing
+        # what the status line is made of: a polled source's idle tick draws nothing
         seen = (source.total if source is not None else 0,
                 source.status_text if source is not None else "", self.follow, self.label,
                 self.view.filter, self.view.wrap, self.view.show_ts, self._message)
