@@ -1,9 +1,10 @@
 """HTTP/TCP probes of the configured services, headless (no Textual).
 
-One `httpx.AsyncClient` per `Prober`, with no keep-alive (every probe proves a fresh accept,
-no stale-connection errors), no redirects, no proxy variables and no cookie jar (a session
-cookie would make the "no token" request count as authenticated). Failures are classified
-by exception class and cause chain into the `OUTCOMES` of `genai_tui.model`.
+Requests go through `httpget` (standard library): a fresh connection each (every probe
+proves a fresh accept, no stale-connection errors), no redirects, no proxy variables and no
+cookie jar (a session cookie would make the "no token" request count as authenticated).
+Failures come back as the `OUTCOMES` of `genai_tui.model`; `classify_error` does the same
+for the httpx errors of the job actions and `init`.
 
 The canonical token hash is passed in by the caller. It only ever goes into an
 `Authorization` header: never into a URL, a `ProbeResult`, an exception, a log line or a
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import http.cookiejar
 import json
 import logging
 import math
@@ -38,6 +38,7 @@ from genai_tui.config import Config, ProbeConfig, ServiceConfig
 from genai_tui.model import ProbeResult
 from genai_tui.safety import one_line
 from genai_tui.secret import BCRYPT_ANYWHERE
+from genai_tui.sources import httpget
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,12 @@ MAX_NOTES = 3
 FIRST_LOGIN_MARKER = b"For your first login"
 WELCOME_MARKER = b"Welcome back"
 
+#: every probe request's own headers; identity: bodies are read raw and capped, so no
+#: decompression bomb
+_HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity",
+            "User-Agent": "genai-tui-probe"}
 #: a token we are willing to put in a header: printable, no whitespace (anything else could
-#: make h11 raise an exception whose message quotes the header value)
+#: split the request's header block)
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,512}$")
 
 
@@ -110,7 +115,7 @@ def display_url(url: str) -> str:
 
 
 def _base_url(url: str) -> str:
-    """Where requests go: like `display_url` (userinfo would make httpx add Basic auth)."""
+    """Where requests go: like `display_url` (no userinfo: it is never sent)."""
     return display_url(url)
 
 
@@ -397,16 +402,13 @@ class _State:
 
 
 class _Failed(Exception):
-    """A request failed; carries only the classified outcome (no message from httpx)."""
+    """A request failed; carries only the classified outcome (no message from the peer)."""
 
     def __init__(self, outcome: str, detail: str, elapsed_ms: float) -> None:
         super().__init__(outcome)
         self.outcome = outcome
         self.detail = detail
         self.elapsed_ms = elapsed_ms
-
-
-_NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
 
 
 def _usable_token(token_hash: str | None) -> str | None:
@@ -444,23 +446,11 @@ class Prober:
     (a second call for a busy service waits for, and shares, the running one)."""
 
     def __init__(self, probes: ProbeConfig | None = None, *, max_connections: int = 16) -> None:
-        httpx = load_httpx()  # here, not at import: the dashboard paints before it loads
-
         self.config = probes or ProbeConfig()
-        self._client = httpx.AsyncClient(
-            trust_env=False,
-            follow_redirects=False,
-            # identity: bodies are read raw and capped, so no decompression bomb
-            headers={"Accept": "application/json", "Accept-Encoding": "identity",
-                     "User-Agent": "genai-tui-probe"},
-            limits=httpx.Limits(max_connections=max(1, max_connections),
-                                max_keepalive_connections=0),
-            timeout=httpx.Timeout(self.config.read_timeout,
-                                  connect=self.config.connect_timeout),
-        )
-        # a session cookie from /login replayed on the "no token" request would make a
-        # protected server look open: refuse to store any cookie
-        self._client.cookies.jar.set_policy(_NO_COOKIES)
+        # a connection per request (no keep-alive: a hostile server cannot park one),
+        # no cookie jar (a session cookie from /login replayed on the "no token" request
+        # would make a protected server look open), no proxy from the environment
+        self._slots = asyncio.Semaphore(max(1, max_connections))
         self._inflight: dict[str, asyncio.Task[ProbeResult]] = {}
         self._closed = False
 
@@ -482,7 +472,6 @@ class Prober:
         self._closed = True
         for task in list(self._inflight.values()):
             task.cancel()
-        await self._client.aclose()
 
     async def __aenter__(self) -> Prober:
         return self
@@ -554,47 +543,27 @@ class Prober:
         return result
 
     async def _get(self, base: str, path: str, token: str | None = None) -> tuple[_Answer, float]:
-        headers = {"Authorization": f"Bearer {token}"} if token else None
+        headers = dict(_HEADERS)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         start = time.perf_counter()
         try:
-            async with self._client.stream("GET", base + path, headers=headers) as resp:
-                body: bytes | None = bytearray()
-                async for chunk in resp.aiter_raw():
-                    body += chunk  # type: ignore[operator]
-                    if len(body) >= MAX_BODY_BYTES:  # type: ignore[arg-type]
-                        body = None
-                        break
-                answer = _Answer(resp.status_code, bytes(body) if body is not None else None,
-                                 resp.headers.get("location"))
-        except Exception as exc:  # classified; CancelledError is not an Exception
-            elapsed = (time.perf_counter() - start) * 1000
-            outcome, detail = classify_error(exc, self.config)
-            if outcome == "empty_reply" and await self._sniff(base, path):
-                outcome, detail = "not_http", "connected, the answer is not HTTP"
-            raise _Failed(outcome, detail, elapsed) from None
-        return answer, (time.perf_counter() - start) * 1000
-
-    async def _sniff(self, base: str, path: str) -> bool:
-        """After an "empty reply", look at the raw bytes once: httpx reports a peer that sent
-        a non-HTTP banner (SSH, a TLS alert...) and closed exactly like one that sent
-        nothing. True when some bytes came back and they do not start an HTTP status line."""
-        parts = urlsplit(base)
-        if parts.scheme != "http" or not parts.hostname:
-            return False
-        writer = None
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(parts.hostname, parts.port or 80),
-                self.config.connect_timeout)
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: {parts.netloc}\r\n"
-                         "Accept: application/json\r\n\r\n".encode("ascii", "replace"))
-            data = await asyncio.wait_for(reader.read(64), self.config.read_timeout)
-        except (OSError, TimeoutError, ValueError):
-            return False
-        finally:
-            if writer is not None:
-                writer.close()
-        return bool(data) and not data.startswith(b"HTTP/")
+            try:
+                async with asyncio.timeout(self.config.read_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise httpget.FetchError(
+                    "timeout", "no free connection slot (too many probes in flight)") from None
+            try:
+                status, body, location = await httpget.get(
+                    base + path, headers, connect_timeout=self.config.connect_timeout,
+                    read_timeout=self.config.read_timeout, max_body=MAX_BODY_BYTES)
+            finally:
+                self._slots.release()
+        except httpget.FetchError as exc:
+            raise _Failed(exc.outcome, exc.detail,
+                          (time.perf_counter() - start) * 1000) from None
+        return _Answer(status, body, location), (time.perf_counter() - start) * 1000
 
     def _unexpected(self, path: str, answer: _Answer, secret: str | None) -> str:
         if 300 <= answer.status < 400:
