@@ -1,12 +1,12 @@
 """The few read-only Engine API calls the container monitor and `check` make (list,
-inspect, version, the events stream), over the local unix socket with the standard
-library only.
+inspect, version, the events stream, a container's log), over the local unix socket with
+the standard library only.
 
 docker-py (with requests and urllib3) costs about 0.2 s of CPU to import and several MB:
 `check`, run every minute by a monitoring plugin, and the dashboard's first listing do not
-pay it. Anything else — a TCP, TLS or SSH engine, a non-default CLI context, logs and
-actions — still goes through docker-py. The engine's answers are untrusted: bounded in
-size, decoded defensively, and an error is one clean line.
+pay it, nor do the dashboard's log streams. Anything else — a TCP, TLS or SSH engine, a
+non-default CLI context, actions — still goes through docker-py. The engine's answers are
+untrusted: bounded in size, decoded defensively, and an error is one clean line.
 """
 
 from __future__ import annotations
@@ -101,6 +101,9 @@ def engine_errors() -> tuple[type[BaseException], ...]:
     requests_exc = sys.modules.get("requests.exceptions")
     if requests_exc is not None:
         out.append(requests_exc.RequestException)
+    urllib3_exc = sys.modules.get("urllib3.exceptions")  # a docker-py stream's read
+    if urllib3_exc is not None:
+        out.append(urllib3_exc.HTTPError)
     return tuple(out)
 
 
@@ -237,10 +240,9 @@ class LightClient:
                 key: [str(v).lower() if isinstance(v, bool) else str(v)
                       for v in (value if isinstance(value, list | tuple) else [value])]
                 for key, value in filters.items()})
-        conn, resp = self._open("/events" + ("?" + urlencode(query) if query else ""))
-        if conn.sock is not None:
-            conn.sock.settimeout(None)  # an idle engine sends nothing for hours
-        return Events(conn, resp)
+        # an idle engine sends nothing for hours: no read timeout
+        return Events(*self.stream("/events" + ("?" + urlencode(query) if query else ""),
+                                   None))
 
     def logs(self, container: str, stdout: bool = True, stderr: bool = True,
              stream: bool = True, follow: bool = False, since: int | None = None
@@ -257,6 +259,15 @@ class LightClient:
         conn, resp = self._open(f"/containers/{quote(container, safe='')}/logs?"
                                 + urlencode(query))
         return LogChunks(conn, resp, framed=not tty)
+
+    def stream(self, path: str, read_timeout: float | None
+               ) -> tuple[_UnixConnection, http.client.HTTPResponse]:
+        """GET `path` for a long read (events, a followed log): the connection, whose
+        reads then wait up to `read_timeout` (None: forever), and its 200 answer."""
+        conn, resp = self._open(path)
+        if conn.sock is not None:
+            conn.sock.settimeout(read_timeout)
+        return conn, resp
 
     # ------------------------------------------------------------ internals
 

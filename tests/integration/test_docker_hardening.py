@@ -12,7 +12,8 @@ from genai_tui import simdocker
 from genai_tui.config import Config, ServiceConfig
 from genai_tui.sources import tokens
 from genai_tui.sources.docker import DockerSource
-from genai_tui.sources.logs import DockerLogSource
+from genai_tui.sources.docker_light import light_client
+from genai_tui.sources.logs import DockerLogSource, LightLogSource
 from tests.conftest import wait_for
 from tests.integration.test_docker_source import make_config
 
@@ -71,12 +72,14 @@ def test_restart_never_resolves_a_name_as_an_id_prefix(sim_container, docker_cli
     assert name == "a1111" and not ok and "no container" in detail and prefix in detail
     assert state_of(victim) == before
 
-    # the log pane must not follow the unrelated container either
-    logs = DockerLogSource(prefix, lambda: simdocker_client(cfg), service=svc)
-    try:
-        assert logs.locate() is None
-    finally:
-        logs.close()
+    # the log pane must not follow the unrelated container either, with either client
+    light = light_client(cfg.docker)
+    for logs in (DockerLogSource(prefix, lambda: simdocker_client(cfg), service=svc),
+                 *([LightLogSource(prefix, light, service=svc)] if light else [])):
+        try:
+            assert logs.locate() is None
+        finally:
+            logs.close()
 
 
 def simdocker_client(cfg: Config) -> Any:

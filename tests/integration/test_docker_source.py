@@ -316,10 +316,10 @@ def test_the_light_client_reads_what_docker_py_reads(sim_container, docker_clien
             raise AssertionError("a removed container was found")
 
 
-def test_check_on_a_local_engine_never_loads_docker_py(sim_container, tmp_path):
-    """`check`, run every minute by a monitoring plugin, reads the engine with the
-    standard library (docker-py and requests cost ~0.2 s CPU and several MB to import),
-    and still sees the container."""
+def test_check_on_a_local_engine_loads_neither_docker_py_nor_httpx(sim_container, tmp_path):
+    """`check`, run every minute by a monitoring plugin, reads the engine and probes the
+    services with the standard library (docker-py, requests and httpx cost ~0.3 s CPU and
+    several MB to import), and still sees the container and its answer."""
     import subprocess
     import sys
 
@@ -331,10 +331,12 @@ def test_check_on_a_local_engine_never_loads_docker_py(sim_container, tmp_path):
     script = ("import json, sys\nfrom genai_tui.cli import main\n"
               "try:\n    main(['check', '--json', '--config', sys.argv[1]])\n"
               "except SystemExit:\n    pass\n"
-              "print('LOADED', json.dumps(sorted(m for m in ('docker', 'requests', 'urllib3')"
+              "print('LOADED', json.dumps(sorted(m for m in ('docker', 'requests', 'urllib3',"
+              " 'httpx', 'httpcore')"
               " if m in sys.modules)))\n")
     out = subprocess.run([sys.executable, "-c", script, str(toml)], capture_output=True,
                          text=True, timeout=120, env={**os.environ, "DOCKER_HOST": ""})
     doc = json.loads(out.stdout[:out.stdout.rindex("LOADED")])
     assert [x["state"] for x in doc["containers"]] == ["running"], out.stdout
+    assert [(p["outcome"], p["auth"]) for p in doc["probes"]] == [("ok", "no_password")]
     assert out.stdout.rsplit("LOADED", 1)[1].strip() == "[]"

@@ -13,9 +13,11 @@ import pytest
 from genai_tui import simdocker
 from genai_tui.config import Config, LogConfig, ServiceConfig
 from genai_tui.secret import fingerprint
+from genai_tui.sources.docker_light import light_client
 from genai_tui.sources.logs import (
     META,
     DockerLogSource,
+    LightLogSource,
     LogFollower,
     LogHub,
     LogLine,
@@ -61,12 +63,39 @@ def py_container(docker_client) -> Iterator[Callable[..., object]]:
             pass
 
 
+#: the client the follower() helper reads with: every test here runs with both
+_CLIENT = ["light"]
+
+
+@pytest.fixture(autouse=True, params=["light", "docker-py"])
+def engine_client(request) -> Iterator[str]:
+    """The standard-library client (the dashboard's on a local socket) and docker-py (a
+    TCP, TLS or SSH engine) must follow a log the same way."""
+    if request.param == "light" and light_client(Config(services=()).docker) is None:
+        pytest.skip("the engine is not on a local unix socket")
+    _CLIENT[0] = request.param
+    yield request.param
+
+
 def follower(name: str, **kw) -> LogFollower:
     kw.setdefault("poll_interval", 0.5)
     kw.setdefault("removed_poll", 0.5)
-    source = DockerLogSource(name, lambda: make_docker_client(Config(services=()).docker),
-                             idle_timeout=kw.pop("idle_timeout", 60.0))
+    idle = kw.pop("idle_timeout", 60.0)
+    docker_cfg = Config(services=()).docker
+    light = light_client(docker_cfg)
+    source: LightLogSource | DockerLogSource
+    if _CLIENT[0] == "light" and light is not None:
+        source = LightLogSource(name, light, idle_timeout=idle)
+    else:
+        source = DockerLogSource(name, lambda: make_docker_client(docker_cfg), idle_timeout=idle)
     return LogFollower(kw.pop("service", "svc"), source, **kw).start()
+
+
+def make_hub(cfg: Config) -> LogHub:
+    """The hub as the dashboard makes it, or made to use docker-py."""
+    if _CLIENT[0] == "light":
+        return LogHub(cfg, secrets=lambda: [])
+    return LogHub(cfg, secrets=lambda: [], make_client=lambda: make_docker_client(cfg.docker))
 
 
 def collect(f: LogFollower, into: list[LogLine]) -> list[LogLine]:
@@ -215,7 +244,7 @@ def test_merged_view_orders_services_by_time(py_container):
     b = py_container(COUNTER, env={"TAG": "beta", "EVERY": "0.01"})
     cfg = Config(services=(ServiceConfig("alpha", "http://127.0.0.1:1", container=a.name),
                            ServiceConfig("beta", "http://127.0.0.1:2", container=b.name)))
-    hub = LogHub(cfg, secrets=lambda: [])
+    hub = make_hub(cfg)
     try:
         merged = hub.merged()
         wait_for(lambda: all(f.total > 20 for f in merged.followers))
@@ -325,9 +354,10 @@ def test_hub_follows_config_with_custom_log_settings(py_container):
     c = py_container(COUNTER, env={"EVERY": "0.001"})
     cfg = Config(services=(ServiceConfig("svc", "http://127.0.0.1:1", container=c.name),),
                  logs=LogConfig(tail=5, buffer_lines=300, max_line_bytes=100))
-    hub = LogHub(cfg, secrets=lambda: [])
+    hub = make_hub(cfg)
     try:
         f = hub.follower("svc")
+        assert isinstance(f.source, LightLogSource if _CLIENT[0] == "light" else DockerLogSource)
         wait_for(lambda: f.total > 1000)
         assert len(f.snapshot()) == 300
     finally:

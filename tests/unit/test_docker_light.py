@@ -23,6 +23,13 @@ from genai_tui.sources.docker_light import (
     is_not_found,
     socket_path,
 )
+from genai_tui.sources.logs import (
+    ContainerGone,
+    LightLogSource,
+    LineAssembler,
+    SourceUnavailable,
+    Target,
+)
 
 CID = "a" * 64
 BIG_STOP = threading.Event()
@@ -52,6 +59,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, json.dumps([{"Id": CID, "Names": ["/x"]}, "junk"]).encode())
         elif path == f"/containers/{CID}/json":
             self._send(200, json.dumps({"Id": CID, "Config": {"Tty": False}}).encode())
+        elif path.startswith(f"/containers/{CID}/logs") and "follow=1" in path:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.docker.raw-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for n, text in enumerate((b"first line\n", b"second \x1b[2Jline\n")):
+                payload = b"2026-12-02T10:00:0%d.000000001Z " % n + text
+                frame = bytes([1, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+                self.wfile.flush()
+            BIG_STOP.wait(30)  # a quiet container: the stream stays open
         elif path.startswith(f"/containers/{CID}/logs"):
             frames = b""
             for stream, text in ((1, b"hello "), (2, b"world\n"), (1, b"token line\n")):
@@ -182,3 +200,42 @@ def test_the_source_reads_through_it_and_names_a_dead_socket(tmp_path):
     assert not status.reachable
     assert status.error == f"Docker engine unreachable: No such file or directory " \
                            f"(at unix://{where})"
+
+
+def test_a_followed_log_streams_in_chunks_and_close_ends_a_blocked_read(engine):
+    source = LightLogSource("x", engine, idle_timeout=30)
+    target = source.locate()
+    assert target is not None and target.id == CID and not target.tty
+    stream = source.open(target, tail=10, since_ns=None)
+    asm = LineAssembler(stream.framed)
+    lines: list[bytes] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            for chunk in stream:
+                lines.extend(raw for _ts, raw, _s in asm.feed(chunk))
+        except (OSError, ValueError):
+            pass
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while len(lines) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert lines == [b"first line", b"second \x1b[2Jline"]  # cleaned later, by the follower
+    assert not done.is_set()
+    t0 = time.monotonic()
+    stream.close()
+    assert done.wait(5) and time.monotonic() - t0 < 1.5, "close() did not end the read"
+
+
+def test_a_log_source_names_a_removed_container_and_a_dead_engine(engine, tmp_path):
+    source = LightLogSource("x", engine)
+    with pytest.raises(ContainerGone):
+        source.open(Target("gone", "gone", running=True), tail=10, since_ns=None)
+    assert source.inspect("gone") is None
+    dead = LightLogSource("x", LightClient(str(tmp_path / "nothing.sock"), timeout=1))
+    with pytest.raises(SourceUnavailable) as err:
+        dead.locate()
+    assert "Traceback" not in str(err.value) and str(err.value)

@@ -1,11 +1,12 @@
-"""Following container logs off the UI thread: one thread, one Docker client and one raw
-stream per container, a bounded ring buffer, and a hand-off queue the UI drains in batches.
+"""Following container logs off the UI thread: one thread and one raw stream per
+container, a bounded ring buffer, and a hand-off queue the UI drains in batches.
 Services outside Docker (`runtime = "process"`) are followed the same way through their
 `log_file` (`FileLogFollower`: tail, then poll for growth, truncation and rotation).
 
 - `line`: `LogLine`, the stored line (redacted and classified lazily), `RecentEvents`;
 - `docker_stream`: the raw Docker stream, Docker's timestamps, frame parsing
-  (`LineAssembler`), the source protocols and `DockerLogSource`;
+  (`LineAssembler`), the source protocols, `LightLogSource` (a local socket, standard
+  library) and `DockerLogSource` (docker-py: TCP, TLS, SSH, CLI contexts);
 - `follower`: `LogFollower`, one container followed across stops, restarts and removal;
 - `files`: `FileLogSource` / `FileLogFollower`, the log files of process services;
 - `hub`: `LogHub` (one follower per service, secrets for the Redactor) and `MergedLogs`.
@@ -19,7 +20,9 @@ from __future__ import annotations
 from genai_tui.sources.logs.docker_stream import (
     DOCKER_PART,
     RAW_LINE_CAP,
+    ContainerGone,
     DockerLogSource,
+    LightLogSource,
     LineAssembler,
     LogSource,
     RawStream,
@@ -52,7 +55,8 @@ __all__ = [
     # line
     "EVENTS_PER_KIND", "LATER", "META", "LogLine", "RecentEvents",
     # docker_stream
-    "DOCKER_PART", "RAW_LINE_CAP", "DockerLogSource", "LineAssembler", "LogSource",
+    "DOCKER_PART", "RAW_LINE_CAP", "ContainerGone", "DockerLogSource", "LightLogSource",
+    "LineAssembler", "LogSource",
     "RawStream", "SourceUnavailable", "Target", "format_since", "parse_ts",
     # follower
     "BATCH_BYTES", "BATCH_WINDOW", "STATES", "LogFollower",

@@ -12,18 +12,24 @@ file) bytes into bounded `(ts_ns, raw_line)` pairs.
 from __future__ import annotations
 
 import calendar
+import contextlib
+import http.client
 import re
+import socket
 import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote, urlencode
 
 from genai_tui.config import ServiceConfig
 
-if TYPE_CHECKING:  # docker-py (and its requests stack) loads on the first stream, not
-    import docker  # with the first frame
+if TYPE_CHECKING:  # docker-py (and its requests stack) loads only for an engine the
+    import docker  # standard-library client does not reach
     import requests
+
+    from genai_tui.sources.docker_light import LightClient
 
 #: a raw partial line longer than this (no `\n` yet) is compacted so a hostile container
 #: cannot grow our memory without bound
@@ -154,6 +160,35 @@ class SourceUnavailable(Exception):
     """The engine (or file system) cannot be reached right now: retry later."""
 
 
+class ContainerGone(Exception):
+    """The container was removed between finding it and opening its log."""
+
+
+class _LightStream:
+    """A followed log on the standard-library client's connection."""
+
+    def __init__(self, conn: Any, resp: http.client.HTTPResponse, framed: bool) -> None:
+        self.framed = framed
+        self._conn, self._resp = conn, resp
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._resp.chunked and self._resp.fp is not None:
+            return _dechunk(self._resp.fp)
+        return iter(lambda: self._resp.read1(1 << 18), b"")
+
+    def close(self) -> None:
+        """Safe from any thread: shutting the socket wakes a reader blocked on it."""
+        if self._closed:
+            return
+        self._closed = True
+        sock = self._conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._conn.close()
+
+
 class _DockerStream:
     def __init__(self, response: requests.Response, framed: bool) -> None:
         self.framed = framed
@@ -229,37 +264,22 @@ def _dechunk(fp: Any) -> Iterator[bytes]:
             yield b"".join(out)
 
 
-class DockerLogSource:
-    """Logs of the container called `name` (or the compose service of that name)."""
+class _EngineLogSource:
+    """Finding a container and opening its log, over either Engine API client."""
 
-    def __init__(self, name: str, make_client: Callable[[], docker.DockerClient],
-                 idle_timeout: float = 60.0, connect_timeout: float = 10.0,
-                 service: ServiceConfig | None = None) -> None:
+    def __init__(self, name: str, idle_timeout: float, connect_timeout: float,
+                 service: ServiceConfig | None) -> None:
         self.label = name
         self.name = name
         self.service = service
-        self._make_client = make_client
-        self._client: docker.DockerClient | None = None
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
 
-    def _api(self) -> docker.APIClient:
-        import docker.errors
-
-        if self._client is None:
-            try:
-                self._client = self._make_client()
-            except docker.errors.DockerException as exc:
-                raise SourceUnavailable(_describe(exc)) from exc
-        return self._client.api
+    def _api(self) -> Any:
+        raise NotImplementedError
 
     def _reset(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.close()
-            except Exception:
-                pass
-        self._client = None
+        """Drop a client that failed (the next call makes a new one)."""
 
     def _target(self, attrs: dict[str, Any]) -> Target:
         state = attrs.get("State") or {}
@@ -275,14 +295,16 @@ class DockerLogSource:
         )
 
     def _call(self, fn: Callable[[], Any]) -> Any:
-        import docker.errors
-        import requests
+        """`fn()`, None for a 404, `SourceUnavailable` for an engine problem."""
+        from genai_tui.sources.docker_light import engine_errors, is_not_found
 
         try:
             return fn()
-        except docker.errors.NotFound:
-            return None
-        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            if not isinstance(exc, engine_errors()):
+                raise
             self._reset()
             raise SourceUnavailable(_describe(exc)) from exc
 
@@ -305,35 +327,91 @@ class DockerLogSource:
         attrs = self._call(lambda: api.inspect_container(target_id))
         return self._target(attrs) if attrs else None
 
-    def open(self, target: Target, tail: int, since_ns: int | None,
-             follow: bool = True) -> RawStream:
-        import docker.errors
-
-        api = self._api()
+    def _params(self, tail: int, since_ns: int | None, follow: bool) -> dict[str, Any]:
         params: dict[str, Any] = {"stdout": 1, "stderr": 1, "follow": int(follow),
                                   "timestamps": 1,
                                   "tail": str(tail) if tail >= 0 else "all"}
         if since_ns:
             params["since"] = format_since(since_ns)
+        return params
 
-        def get() -> requests.Response:
+    def close(self) -> None:
+        self._reset()
+
+
+class LightLogSource(_EngineLogSource):
+    """Logs of the container called `name` over the local socket, with the standard
+    library (`docker_light`): the dashboard never imports docker-py to follow a log."""
+
+    def __init__(self, name: str, client: LightClient, idle_timeout: float = 60.0,
+                 service: ServiceConfig | None = None) -> None:
+        super().__init__(name, idle_timeout, client.timeout, service)
+        self._client = client
+
+    def _api(self) -> LightClient:
+        return self._client
+
+    def open(self, target: Target, tail: int, since_ns: int | None,
+             follow: bool = True) -> RawStream:
+        path = f"/containers/{quote(target.id, safe='')}/logs?" \
+            + urlencode(self._params(tail, since_ns, follow))
+        # the read timeout is an idle watchdog: a quiet or hung stream is reopened from
+        # the last timestamp, which costs nothing thanks to dedupe
+        opened = self._call(lambda: self._client.stream(path, self.idle_timeout))
+        if opened is None:
+            raise ContainerGone(target.name)
+        return _LightStream(*opened, framed=not target.tty)
+
+
+class DockerLogSource(_EngineLogSource):
+    """Logs of the container called `name` (or the compose service of that name) through
+    docker-py: an engine over TCP, TLS or SSH, or a non-default CLI context."""
+
+    def __init__(self, name: str, make_client: Callable[[], docker.DockerClient],
+                 idle_timeout: float = 60.0, connect_timeout: float = 10.0,
+                 service: ServiceConfig | None = None) -> None:
+        super().__init__(name, idle_timeout, connect_timeout, service)
+        self._make_client = make_client
+        self._client: docker.DockerClient | None = None
+
+    def _api(self) -> docker.APIClient:
+        import docker.errors
+
+        if self._client is None:
+            try:
+                self._client = self._make_client()
+            except docker.errors.DockerException as exc:
+                raise SourceUnavailable(_describe(exc)) from exc
+        return self._client.api
+
+    def _reset(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:
+                pass
+        self._client = None
+
+    def open(self, target: Target, tail: int, since_ns: int | None,
+             follow: bool = True) -> RawStream:
+        api = self._api()
+        params = self._params(tail, since_ns, follow)
+
+        def get() -> requests.Response | None:
             # the read timeout is an idle watchdog: a quiet or hung stream (docker-py #3084)
             # is reopened from the last timestamp, which costs nothing thanks to dedupe
             resp = api._get(api._url("/containers/{0}/logs", target.id), params=params,
                             stream=True, timeout=(self.connect_timeout, self.idle_timeout))
             if resp.status_code == 404:
                 resp.close()
-                raise docker.errors.NotFound("container removed")
+                return None
             api._raise_for_status(resp)
             return resp
 
         resp = self._call(get)
         if resp is None:
-            raise docker.errors.NotFound("container removed")
+            raise ContainerGone(target.name)
         return _DockerStream(resp, framed=not target.tty)
-
-    def close(self) -> None:
-        self._reset()
 
 
 def _describe(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ from operator import itemgetter
 
 from genai_tui.model import LogEvent
 from genai_tui.sources.logs.docker_stream import (
+    ContainerGone,
     LineAssembler,
     LogSource,
     RawStream,
@@ -253,14 +254,11 @@ class LogFollower:
 
     def _follow_once(self, target: Target, tail: int, since: int | None,
                      follow: bool = True) -> None:
-        # docker-py and its requests stack load with the first stream, after the first frame
-        import docker.errors
-        import requests
-        import urllib3.exceptions
+        from genai_tui.sources.docker_light import engine_errors
 
         try:
             stream = self.source.open(target, tail, since, follow)
-        except docker.errors.NotFound:
+        except ContainerGone:
             return
         except SourceUnavailable as exc:
             self.state, self.detail = "unavailable", str(exc)
@@ -288,8 +286,7 @@ class LogFollower:
                 if len(chunk) < BATCH_BYTES and now - read_at < BATCH_WINDOW:
                     self._stop.wait(BATCH_WINDOW - (now - read_at))
                 read_at = time.monotonic()
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError,
-                ValueError, AttributeError):
+        except (*engine_errors(), ValueError, AttributeError):
             pass  # closed by us, idle timeout, engine gone: decided by _after_stream
         finally:
             with self._stream_lock:

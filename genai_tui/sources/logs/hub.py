@@ -1,10 +1,10 @@
 """All of a stack's log followers: one per service, created on first use, read merged.
 
-`LogHub` picks the source of each service (a container through `DockerLogSource`, or a
-process service's `log_file`), gives every follower the shared `Redactor` loaded with
-the secret values of the configured token locations (read by the tokens package's own
-reader), and routes Docker `start` events to the follower concerned. `MergedLogs` is
-the all-services view, in timestamp order.
+`LogHub` picks the source of each service (a container through `LightLogSource` on a
+local socket, else `DockerLogSource`, or a process service's `log_file`), gives every
+follower the shared `Redactor` loaded with the secret values of the configured token
+locations (read by the tokens package's own reader), and routes Docker `start` events to
+the follower concerned. `MergedLogs` is the all-services view, in timestamp order.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from genai_tui.model import LogEvent
 # The one Docker client factory, under the name this module has always exported: the hub
 # makes a client of its own per stream (each open stream pins a pooled connection).
 from genai_tui.sources.docker import make_client as make_docker_client
-from genai_tui.sources.logs.docker_stream import DockerLogSource, LogSource
+from genai_tui.sources.docker_light import light_client
+from genai_tui.sources.logs.docker_stream import DockerLogSource, LightLogSource, LogSource
 from genai_tui.sources.logs.files import FileLogFollower, FileLogSource
 from genai_tui.sources.logs.follower import LogFollower
 from genai_tui.sources.logs.line import LogLine
@@ -108,6 +109,8 @@ class LogHub:
         self.config = config
         self.redactor = redactor or Redactor()
         self._make_client = make_client or (lambda: make_docker_client(config.docker))
+        # a local socket is read with the standard library; docker-py only for the rest
+        self._light = light_client(config.docker) if make_client is None else None
         self._source_factory = source_factory
         self._secrets = secrets if secrets is not None else (
             lambda: configured_secrets(config.tokens))
@@ -158,6 +161,8 @@ class LogHub:
             source = self._source_factory(svc)
         elif svc.runtime == "process":
             source = FileLogSource(svc.log_file, label=svc.name)
+        elif self._light is not None:
+            source = LightLogSource(svc.container_name, self._light, service=svc)
         else:
             source = DockerLogSource(svc.container_name, self._make_client, service=svc)
         opts: dict[str, Any] = dict(tail=logs.tail, buffer_lines=logs.buffer_lines,
