@@ -32,3 +32,18 @@ async def wait_until(pilot, predicate, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time; screen:\n" + screen_text(pilot.app))
         await pilot.pause(0.02)
+
+
+async def until_derived(pilot, before: int) -> None:
+    """Wait (not a fixed pause: CI's engine may be busy) until the engine has derived its
+    findings again since it had derived `before` times, and the bar shows them laid out."""
+    from genai_tui.ui.findings import FindingsBar
+
+    stack, bar = pilot.app.stack, pilot.app.query_one(FindingsBar)
+
+    def derived() -> bool:  # findings are derived 0.2 s after the last update
+        return (stack.diagnosed > before and stack._diagnose_handle is None
+                and len(bar.findings) == len(stack.snapshot.findings))
+
+    await wait_until(pilot, derived)
+    await pilot.pause(0.1)  # the bar's new height: one layout away

@@ -12,7 +12,7 @@ from genai_tui.ui.app import HELP_WORDS, GenaiTui
 from genai_tui.ui.screens.confirm import ConfirmScreen
 from genai_tui.ui.screens.help import HelpScreen
 from tests.conftest import host_port, wait_port
-from tests.ui.helpers import screen_text, stack_config, wait_until
+from tests.ui.helpers import screen_text, stack_config, until_derived, wait_until
 
 
 def cell(app, service: str, column: str) -> str:
@@ -178,7 +178,8 @@ def test_snapshot_containers_panel(snap_compare):
 
     async def feed(pilot) -> None:
         # what the Docker monitor hands the engine; the panel renders what it publishes
+        before = app.stack.diagnosed
         app.stack.apply_containers(DockerStatus(True), fixed_infos(datetime.now(UTC)))
-        await pilot.pause(0.4)  # the findings bar is derived 0.2 s after an update
+        await until_derived(pilot, before)
 
     assert snap_compare(app, terminal_size=(120, 30), run_before=feed)

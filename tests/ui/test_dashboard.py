@@ -37,7 +37,7 @@ from genai_tui.ui.logs import LogPanel
 from genai_tui.ui.probes import ProbesPanel
 from genai_tui.ui.screens.confirm import ConfirmScreen
 from genai_tui.ui.tokens import TokensPanel
-from tests.ui.helpers import screen_text, wait_until
+from tests.ui.helpers import screen_text, until_derived, wait_until
 
 NAMES = ("comfyui-qwen", "flux-1-dev", "stable-diffusion-35", "orchestrator")
 KINDS = ("comfyui", "comfyui", "http", "orchestrator")
@@ -231,10 +231,11 @@ async def test_findings_bar_names_causes_and_keys():
 async def test_healthy_stack_shows_calm_line():
     app = snapshot_app()
     async with app.run_test(size=(120, 40)) as pilot:
+        before = app.stack.diagnosed
         feed(app, broken=False)
         report = GpuReport(error="NVML unavailable: LibraryNotFound")
         deliver(app, "gpu", report)
-        await pilot.pause(0.4)
+        await until_derived(pilot, before)
         bar = app.query_one(FindingsBar)
         assert bar.has_class("-calm")
         assert not [f for f in bar.findings if f.severity.name != "INFO"]

@@ -21,7 +21,7 @@ from genai_tui.ui.findings import FindingsBar, render_findings
 from genai_tui.ui.logs import LogPanel
 from genai_tui.ui.screens.confirm import ConfirmScreen
 from genai_tui.ui.screens.findings import FindingsScreen
-from tests.ui.helpers import screen_text, wait_until
+from tests.ui.helpers import screen_text, until_derived, wait_until
 from tests.ui.test_dashboard import feed, rows, snapshot_app
 
 C, W = Severity.CRITICAL, Severity.WARNING
@@ -78,8 +78,9 @@ async def bad_day(pilot) -> None:
     feed(app)
     flux = ContainerInfo("flux-1-dev", "flux-1-dev", id="b" * 64, state="exited",
                          exit_code=127, state_error=NEVER_STARTED, image="python:3.11")
+    before = app.stack.diagnosed
     app.stack.apply_containers(DockerStatus(True), [flux])
-    await pilot.pause(0.4)  # the engine's own findings come and go first
+    await until_derived(pilot, before)  # the engine's own findings come and go first
     app.stack.publish("findings", failing())
     await pilot.pause(0.1)
 

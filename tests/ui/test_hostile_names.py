@@ -41,7 +41,7 @@ from genai_tui.ui.logs import LogPanel
 from genai_tui.ui.probes import ProbesPanel
 from genai_tui.ui.screens.confirm import ConfirmScreen
 from genai_tui.ui.tokens import TokensPanel
-from tests.ui.helpers import screen_text, wait_until
+from tests.ui.helpers import screen_text, until_derived, wait_until
 
 OSC = "\x1b]0;pwned\x07"
 #: (raw service name as the config holds it, what the dashboard must show)
@@ -183,8 +183,9 @@ async def test_hostile_names_never_reach_the_terminal(tmp_path: Path) -> None:
     assert cfg.services[0].name == "evil" + OSC  # the config really holds the escapes
     app = GenaiTui(cfg, start_sources=False)
     async with app.run_test(size=(170, 50), notifications=True) as pilot:
+        before = app.stack.diagnosed
         feed_hostile(app)
-        await pilot.pause(0.4)  # the findings bar is derived 0.2 s after the updates
+        await until_derived(pilot, before)
         assert_terminal_safe(app)
         assert_no_markup_interpreted(app)
 
@@ -232,8 +233,9 @@ async def test_compact_views_of_hostile_names_are_clean_too(tmp_path: Path) -> N
     """80×24: the compact layout shows other columns and one lower panel at a time."""
     app = GenaiTui(hostile_config(tmp_path), start_sources=False)
     async with app.run_test(size=(80, 24)) as pilot:
+        before = app.stack.diagnosed
         feed_hostile(app)
-        await pilot.pause(0.4)
+        await until_derived(pilot, before)
         for view in "12345":
             await pilot.press(view)
             await pilot.pause(0.05)

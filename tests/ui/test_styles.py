@@ -19,6 +19,7 @@ from genai_tui.ui.app import GenaiTui
 from genai_tui.ui.gpu import GpuPanel
 from genai_tui.ui.host import DISK_WARN_PCT, HostPanel
 from genai_tui.ui.probes import ProbesPanel
+from tests.ui.helpers import until_derived
 from tests.ui.test_dashboard import deliver, settle, snapshot_app
 
 #: one GPU nearly full (97 %: above the default [gpu] memory_warn_pct of 90)
@@ -45,9 +46,11 @@ async def hot_day(pilot) -> None:
     assert HOT_GPU.gpus[0].memory_pct > app.config.gpu.memory_warn_pct
     assert TIGHT_HOST.memory_pct > app.config.host.memory_warn_pct
     assert TIGHT_HOST.disks[0].pct > DISK_WARN_PCT
+    before = app.stack.diagnosed
     deliver(app, "gpu", HOT_GPU)
     deliver(app, "host", TIGHT_HOST)
-    await pilot.pause(0.4)
+    await until_derived(pilot, before)
+    assert all(app.query_one(panel).has_class("-warn") for panel in (GpuPanel, HostPanel))
 
 
 def test_snapshot_warn_borders_120x40(snap_compare):
