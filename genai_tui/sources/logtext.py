@@ -308,20 +308,33 @@ def log_event(service: str, line: str, ts: int | datetime | None = None) -> LogE
     return _event(service, line, ts)
 
 
-def _event(service: str, line: str, ts: int | datetime | None) -> LogEvent | None:
+#: what `_event(quiet_oom=True)` returns for an OOM line: seen, no event built
+_OOM_SEEN = LogEvent(service="", kind="oom")
+
+
+def _event(service: str, line: str, ts: int | datetime | None, *,
+           quiet_oom: bool = False) -> LogEvent | None:
+    """The event a clean line carries. `quiet_oom`: an OOM line inside the gap after the
+    last one gives `_OOM_SEEN` (its evidence, cleaned and redacted, costs ~20 µs, and an
+    OOM burst is thousands of lines)."""
     kind: str | None = None
     fp: str | None = None
-    m = _TOKEN_RE.search(line)
+    # each regex behind the literal it cannot match without: a flood of progress bars
+    # reaches this function for nearly every other line
+    m = _TOKEN_RE.search(line) if "use token=" in line else None
     if m:
         kind = "token"
         fp = fingerprint(m.group(1)) if m.group(1) else None
     elif _NO_PASSWORD in line:
         kind = "no_password"
-    elif (r := _IMPORT_FAILED_ROW.search(line)) and "comfyui-login" in r.group(1).lower():
+    elif "(IMPORT FAILED):" in line and (r := _IMPORT_FAILED_ROW.search(line)) \
+            and "comfyui-login" in r.group(1).lower():
         kind = "import_failed"
-    elif _OOM.search(line):
-        kind = "oom"
-    elif _JOB_DONE.search(line):
+    elif "Got an OOM" in line or "OutOfMemoryError" in line or "CUDA out of memory" in line:
+        if quiet_oom:
+            return _OOM_SEEN
+        kind = "oom"  # exactly what _OOM matches
+    elif "Prompt executed in " in line and _JOB_DONE.search(line):
         kind = "job_done"
     elif "!!! Exception during processing !!!" in line:
         kind = "error"
@@ -359,7 +372,7 @@ def _job_event(line: str) -> tuple[str | None, str | None]:
         return "job_start", None
     if "Processing interrupted" in line:
         return "job_interrupted", None
-    m = _TQDM.search(line)
+    m = _TQDM.search(line) if "it/s]" in line or "s/it]" in line else None
     if m:
         step, steps = int(m.group(2)), int(m.group(3))
         rate: float | None = None
@@ -371,14 +384,17 @@ def _job_event(line: str) -> tuple[str | None, str | None]:
                 rate = None
         detail = f"{step}/{steps}" + (f" {rate:.3f}" if rate is not None else "")
         return "job_progress", detail
-    m = _MODEL_LOAD.search(_strip_prefix(line))
-    if m:
-        return "model_load", m.group(1)
-    if _MODEL_LOADED.search(_strip_prefix(line)):
-        return "model_loaded", None
-    m = _UNLOADED.search(_strip_prefix(line))
-    if m:
-        return "models_unloaded", m.group(1)
+    if "Requested to load " in line:
+        m = _MODEL_LOAD.search(_strip_prefix(line))
+        if m:
+            return "model_load", m.group(1)
+    if "loaded completely " in line or "loaded partially " in line:
+        if _MODEL_LOADED.search(_strip_prefix(line)):
+            return "model_loaded", None
+    if " unloaded." in line:
+        m = _UNLOADED.search(_strip_prefix(line))
+        if m:
+            return "models_unloaded", m.group(1)
     return None, None
 
 
@@ -453,12 +469,14 @@ class LineProcessor:
                     continue
             if 'File "' in text or "Traceback (" in text:  # its class steers the next lines
                 kinds[i] = _classify(text)
-            ev = _event(self.service, text, tss[i])  # unredacted: it fingerprints the hash
+            # unredacted: it fingerprints the hash
+            ev = _event(self.service, text, tss[i],
+                        quiet_oom=tss[i] - self.last_oom < OOM_EVENT_GAP_NS)
             if ev is not None:
-                if ev.kind != "oom" or tss[i] - self.last_oom >= OOM_EVENT_GAP_NS:
-                    events.append(ev)
                 if ev.kind == "oom":
-                    self.last_oom = tss[i]
+                    self.last_oom = tss[i]  # a burst keeps the gap open
+                if ev is not _OOM_SEEN:
+                    events.append(ev)
         self._continue_tracebacks(texts, kinds)
         return texts, kinds, events
 
