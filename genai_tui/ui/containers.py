@@ -17,6 +17,7 @@ from genai_tui.model import ContainerInfo, DockerStatus
 from genai_tui.ui import stylesheets
 from genai_tui.ui.render import (
     Col,
+    RowTable,
     cut,
     fit_columns,
     natural_widths,
@@ -153,8 +154,7 @@ class ContainersPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="docker-banner")
-        table: DataTable[Text | str] = DataTable(cursor_type="row", zebra_stripes=False,
-                                                 id="containers-table")
+        table = RowTable(cursor_type="row", zebra_stripes=False, id="containers-table")
         yield table
 
     @property

@@ -23,6 +23,7 @@ from genai_tui.sources.probes import display_url
 from genai_tui.ui import stylesheets
 from genai_tui.ui.render import (
     Col,
+    RowTable,
     cut,
     cut_at,
     fit_columns,
@@ -185,8 +186,8 @@ class ProbesPanel(Vertical):
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id="probes-table", cursor_type="row", zebra_stripes=False,
-                        show_cursor=True)
+        yield RowTable(id="probes-table", cursor_type="row", zebra_stripes=False,
+                       show_cursor=True)
 
     def on_mount(self) -> None:
         for svc in self.services:

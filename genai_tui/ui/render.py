@@ -69,8 +69,44 @@ def _same_shape(widget: Static, old: str, new: str) -> bool:
     return fixed and width > 0 and max(cell_len(x) for x in a + b) <= width
 
 
+class RowTable(DataTable[Any]):
+    """A DataTable whose cell updates repaint that cell's row only: `update_cell` repaints
+    the whole table, so one ticking uptime rewrote every row of the containers table to
+    the terminal once a second."""
+
+    _only_row: int | None = None
+
+    def update_cell(self, row_key: Any, column_key: Any, value: Any, *,
+                    update_width: bool = False) -> None:
+        if update_width or not self.is_valid_row_index(row := self._index(row_key)):
+            super().update_cell(row_key, column_key, value, update_width=update_width)
+            return
+        self._only_row = row
+        try:
+            super().update_cell(row_key, column_key, value)
+        finally:
+            self._only_row = None
+
+    def _index(self, row_key: Any) -> int:
+        try:
+            return self.get_row_index(row_key)
+        except Exception:  # RowDoesNotExist: update_cell raises its own error
+            return -1
+
+    def refresh(self, *regions: Any, repaint: bool = True, layout: bool = False,
+                recompose: bool = False) -> RowTable:
+        row = self._only_row
+        if row is not None and not regions and repaint and not layout and not recompose:
+            self._only_row = None
+            self.refresh_row(row)  # comes back here with the row's region
+            return self
+        super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+        return self
+
+
 def set_cell(table: DataTable[Any], row: str, column: str, value: Text | str) -> None:
-    """`update_cell` only when the cell really changes (each update repaints the table).
+    """`update_cell` only when the cell really changes (each update repaints the table,
+    or its row for a `RowTable`).
     A `str` becomes a `Text`: DataTable would parse it as markup."""
     value = _as_text(value)
     key = _key(value)

@@ -38,6 +38,7 @@ from genai_tui.ui.jobs import (
     vram_text,
 )
 from genai_tui.ui.render import (
+    RowTable,
     add_row,
     forget_cells,
     notify_plain,
@@ -264,7 +265,7 @@ class JobsScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="jobs-box"):
             yield Static(id="jobs-title")
-            yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=False)
+            yield RowTable(id="jobs-table", cursor_type="row", zebra_stripes=False)
             yield Static(id="jobs-hint")
         yield Footer()
 
