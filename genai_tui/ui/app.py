@@ -449,7 +449,10 @@ class GenaiTui(App[int]):
             elif part == "probes":
                 panel = self.query_one(ProbesPanel)
                 panel.apply(snap.probes)
-                panel.set_probing(self.stack.in_flight("probes"))
+                # "probing…" is for a round asked for (p, refresh): flipping it for every
+                # scheduled round repainted the whole panel twice a round
+                if not self.stack.in_flight("probes"):
+                    panel.set_probing(False)
             elif part == "tokens" and snap.tokens is not None:
                 self.query_one(TokensPanel).apply(snap.tokens)
             elif part == "gpu" and snap.gpu is not None:

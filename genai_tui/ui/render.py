@@ -14,6 +14,7 @@ from rich.style import Style
 from rich.terminal_theme import TerminalTheme
 from rich.text import Text
 from textual.app import App
+from textual.coordinate import Coordinate
 from textual.notifications import SeverityLevel
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
@@ -70,35 +71,33 @@ def _same_shape(widget: Static, old: str, new: str) -> bool:
 
 
 class RowTable(DataTable[Any]):
-    """A DataTable whose cell updates repaint that cell's row only: `update_cell` repaints
-    the whole table, so one ticking uptime rewrote every row of the containers table to
-    the terminal once a second."""
+    """A DataTable whose cell updates repaint that cell only: `update_cell` repaints the
+    whole table, so one ticking uptime rewrote every row of the containers table to the
+    terminal once a second (and a probe round every row of the probes table)."""
 
-    _only_row: int | None = None
+    _only: Coordinate | None = None
 
     def update_cell(self, row_key: Any, column_key: Any, value: Any, *,
                     update_width: bool = False) -> None:
-        if update_width or not self.is_valid_row_index(row := self._index(row_key)):
+        try:
+            cell = Coordinate(self.get_row_index(row_key), self.get_column_index(column_key))
+        except Exception:  # no such cell: update_cell raises its own error
+            cell = None
+        if update_width or cell is None:
             super().update_cell(row_key, column_key, value, update_width=update_width)
             return
-        self._only_row = row
+        self._only = cell
         try:
             super().update_cell(row_key, column_key, value)
         finally:
-            self._only_row = None
-
-    def _index(self, row_key: Any) -> int:
-        try:
-            return self.get_row_index(row_key)
-        except Exception:  # RowDoesNotExist: update_cell raises its own error
-            return -1
+            self._only = None
 
     def refresh(self, *regions: Any, repaint: bool = True, layout: bool = False,
                 recompose: bool = False) -> RowTable:
-        row = self._only_row
-        if row is not None and not regions and repaint and not layout and not recompose:
-            self._only_row = None
-            self.refresh_row(row)  # comes back here with the row's region
+        cell = self._only
+        if cell is not None and not regions and repaint and not layout and not recompose:
+            self._only = None
+            self.refresh_coordinate(cell)  # comes back here with the cell's region
             return self
         super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
         return self
@@ -106,7 +105,7 @@ class RowTable(DataTable[Any]):
 
 def set_cell(table: DataTable[Any], row: str, column: str, value: Text | str) -> None:
     """`update_cell` only when the cell really changes (each update repaints the table,
-    or its row for a `RowTable`).
+    or the cell alone in a `RowTable`).
     A `str` becomes a `Text`: DataTable would parse it as markup."""
     value = _as_text(value)
     key = _key(value)
