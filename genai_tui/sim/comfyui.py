@@ -848,23 +848,26 @@ class ComfyApp:
                 f"Sec-WebSocket-Accept: {accept}\r\n"
                 f"Date: {handler.date_time_string()}\r\nServer: {SERVER_HEADER}\r\n\r\n"
             )
-            status = {
-                "type": "status",
-                "data": {
-                    "status": {"exec_info": {"queue_remaining": self.queue_remaining()}},
-                    "sid": sid,
-                },
-            }
             client = WsClient(sid, handler.wfile, handler.connection)
             try:
                 handler.connection.settimeout(None)
                 with client.lock:
+                    # registered before its first frame, as ComfyUI does: a queue change
+                    # the client makes on reading it is broadcast to it too (queued
+                    # behind this lock); "Reusing existing session, remove old": the
+                    # older socket stays open but gets no frame any more
+                    with self.lock:
+                        self.sockets[sid] = client
+                    status = {
+                        "type": "status",
+                        "data": {
+                            "status": {"exec_info": {
+                                "queue_remaining": self.queue_remaining()}},
+                            "sid": sid,
+                        },
+                    }
                     handler.wfile.write(head.encode() + ws_frame(0x1, json.dumps(status).encode()))
                     handler.wfile.flush()
-                with self.lock:
-                    # "Reusing existing session, remove old": the older socket stays open
-                    # but gets no frame any more
-                    self.sockets[sid] = client
                 ws_idle(handler, client.lock)
             except OSError:
                 pass

@@ -239,6 +239,7 @@ def test_free_waits_for_the_running_job(sim) -> None:
 def test_queue_delete_broadcasts_status(sim) -> None:
     first = submit(sim, {"stuck": True})
     second = submit(sim)
+    wait_until(lambda: call(sim, "/queue")[1]["queue_running"])  # the worker's own status
     ws = ws_open(sim, "w")
     try:
         assert frames(ws, until="status")[0]["data"]["status"]["exec_info"][
