@@ -686,15 +686,20 @@ def need(cmd: str) -> None:
         unavailable(f"{cmd} is not installed")
 
 
+def need_sshd() -> None:
+    """Skip (fail under GENAI_TUI_REQUIRE_DOCKER=1) where a test sshd cannot run."""
+    for cmd in (SSHD, "ssh", "ssh-keygen"):
+        need(cmd)
+    if os.geteuid() != 0:
+        unavailable("the test sshd logs in as root, so it needs root")
+
+
 @pytest.fixture
 def make_ssh_server() -> Iterator[Callable[..., SshServer]]:
     """Factory: `make_ssh_server(alias="hostb", set_env={...})` -> a started SshServer
     (XDG_STATE_HOME=<its tmp>/state and NO_COLOR=1 are set for remote commands unless
     overridden); every one is closed at teardown."""
-    for cmd in (SSHD, "ssh", "ssh-keygen"):
-        need(cmd)
-    if os.geteuid() != 0:
-        unavailable("the test sshd logs in as root, so it needs root")
+    need_sshd()
     reap_stale()
     made: list[SshServer] = []
 

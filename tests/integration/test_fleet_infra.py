@@ -24,6 +24,7 @@ from tests.integration.fleet_infra import (
     SshServer,
     genai_tui_path,
     need,
+    need_sshd,
     pick_port,
     processes_mentioning,
     reap_stale,
@@ -77,6 +78,7 @@ def test_changed_or_unknown_host_key_is_refused_without_prompt(ssh_server: SshSe
 
 
 def test_close_ends_sshd_and_control_masters() -> None:
+    need_sshd()
     with SshServer() as server:
         server.start()
         sshd_pid = server.pid
