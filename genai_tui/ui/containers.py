@@ -23,6 +23,7 @@ from genai_tui.ui.render import (
     natural_widths,
     plain,
     set_cell,
+    set_subtitle,
     show_rows,
     table_width,
 )
@@ -260,12 +261,12 @@ class ContainersPanel(Vertical):
         name = self.selected_service
         full = self._full.get(name or "")
         if name is None or full is None:
-            self.border_subtitle = ""
+            set_subtitle(self, "")
             return
         labels = {c.key: c.label for c in COLUMNS}
         parts = [f"{labels[k]} {full[k].plain}" for k, w in self._widths.items()
                  if full[k].cell_len > w]
-        self.border_subtitle = plain(" · ".join(parts), 300) if parts else ""
+        set_subtitle(self, plain(" · ".join(parts), 300) if parts else "")
 
     # -- selection and actions
     @property

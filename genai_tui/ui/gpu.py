@@ -23,7 +23,7 @@ from genai_tui.config import Config
 from genai_tui.model import GpuInfo, GpuProcess, GpuReport
 from genai_tui.safety import one_line
 from genai_tui.ui import stylesheets
-from genai_tui.ui.render import plain, update_if_changed
+from genai_tui.ui.render import plain, set_subtitle, update_if_changed
 
 #: memory samples kept per GPU for the sparkline (at 2 s: the last 5 minutes)
 HISTORY = 150
@@ -319,8 +319,8 @@ class GpuPanel(Vertical):
 
         nvml_gpus = [g for g in gpus if g.source == "nvml"]
         # a border title given as a str is parsed as markup: hand it a Text
-        self.border_subtitle = (plain(f"driver {report.driver_version}", 40)
-                                if report.driver_version and nvml_gpus else "")
+        set_subtitle(self, plain(f"driver {report.driver_version}", 40)
+                     if report.driver_version and nvml_gpus else "")
         message = self._message_for(report)
         self.message = message
         update_if_changed(self._message, plain(message, 300))

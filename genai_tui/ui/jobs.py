@@ -24,7 +24,7 @@ from genai_tui.config import Config
 from genai_tui.model import JobInfo, JobsReport, ServiceJobs
 from genai_tui.safety import shown
 from genai_tui.ui import stylesheets
-from genai_tui.ui.render import update_if_changed
+from genai_tui.ui.render import LineStatic, set_subtitle, update_if_changed
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 #: queue depths shown in the sparkline (the report keeps up to QUEUE_HISTORY_LEN)
@@ -219,7 +219,7 @@ class JobsPanel(Vertical):
         self.add_class("-empty")  # hidden from the first frame until a report names one
 
     def compose(self) -> ComposeResult:
-        yield Static(Text("waiting for the first queue read", style="dim"), id="jobs-body")
+        yield LineStatic(Text("waiting for the first queue read", style="dim"), id="jobs-body")
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick)  # ages and waits move on without news
@@ -257,4 +257,4 @@ class JobsPanel(Vertical):
             key = key_of("genai.jobs")
         tail = f"{key}: jobs view" if key else ""
         head = f"{busy} running · {waiting} pending"
-        self.border_subtitle = Text(f"{head} · {tail}" if tail else head)
+        set_subtitle(self, Text(f"{head} · {tail}" if tail else head))

@@ -29,6 +29,7 @@ from genai_tui.ui.render import (
     fit_columns,
     natural_widths,
     plain,
+    set_subtitle,
     show_rows,
     snapshot_containers,
     table_width,
@@ -252,7 +253,7 @@ class ProbesPanel(Vertical):
             full = self._full.get(row, {})
             cut_text = " · ".join(full[k].plain for k, w in self._widths.items()
                                   if k in full and full[k].cell_len > w)
-        self.border_subtitle = plain(f"{cut_text} · {tail}" if cut_text else tail, 300)
+        set_subtitle(self, plain(f"{cut_text} · {tail}" if cut_text else tail, 300))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._subtitle()

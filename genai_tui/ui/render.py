@@ -15,6 +15,7 @@ from rich.terminal_theme import TerminalTheme
 from rich.text import Text
 from textual.app import App
 from textual.coordinate import Coordinate
+from textual.geometry import Region
 from textual.notifications import SeverityLevel
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
@@ -52,7 +53,54 @@ def update_if_changed(widget: Static, content: Text | str) -> None:
         return
     same_shape = old is not None and _same_shape(widget, old[0], text.plain)
     widget._genai_last = key  # type: ignore[attr-defined]
+    if isinstance(widget, LineStatic):
+        widget.changed_lines(text, same_shape)
     widget.update(text, layout=not same_shape)
+
+
+class LineStatic(Static):
+    """A Static whose updates that keep its shape repaint only the lines that changed:
+    the jobs panel redraws each second while a job runs, its age ticking on one line,
+    and a whole repaint rewrote every line of the panel to the terminal."""
+
+    _lines: list[object] | None = None
+    _only: tuple[Region, ...] | None = None
+
+    def changed_lines(self, text: Text, same_shape: bool) -> None:
+        """Before `update(text)`: note which rows it changes, when each line is one row
+        (no line wraps) and the rows stay where they were."""
+        lines = text.split("\n", allow_blank=True)
+        keys = [_key(line) for line in lines]
+        width = self.content_size.width
+        old, self._lines = self._lines, keys
+        if not same_shape or old is None or len(old) != len(keys) or width <= 0 \
+                or any(line.cell_len > width for line in lines):
+            return
+        changed = tuple(Region(0, y, width, 1)
+                        for y, (a, b) in enumerate(zip(old, keys, strict=True)) if a != b)
+        self._only = changed or None
+
+    def refresh(self, *regions: Any, repaint: bool = True, layout: bool = False,
+                recompose: bool = False) -> LineStatic:
+        only, self._only = self._only, None
+        if only is not None and not regions and repaint and not layout and not recompose:
+            super().refresh(*only)  # regions are relative to the content
+            return self
+        super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+        return self
+
+
+def set_subtitle(widget: Widget, value: Text | str) -> None:
+    """`border_subtitle` only when it changes: Textual repaints the whole widget on every
+    assignment, the same text included, so a panel that set it each probe round, each
+    GPU poll or each second of a running job rewrote all its rows to the terminal.
+    A `str` is shown as plain text (never parsed as markup)."""
+    text = value if isinstance(value, Text) else Text(value)
+    key = _key(text)
+    if widget.__dict__.get("_genai_subtitle", ()) == key:
+        return
+    widget.__dict__["_genai_subtitle"] = key
+    widget.border_subtitle = text
 
 
 def _same_shape(widget: Static, old: str, new: str) -> bool:

@@ -47,3 +47,29 @@ async def until_derived(pilot, before: int) -> None:
 
     await wait_until(pilot, derived)
     await pilot.pause(0.1)  # the bar's new height: one layout away
+
+
+def record_terminal(app) -> list[str]:
+    """What the app writes to a real terminal from now on, one string per frame (a headless
+    app writes nothing: each screen update it displays is rendered as the driver would).
+    Over SSH these bytes are the lag."""
+    from textual._compositor import CompositorUpdate
+
+    frames: list[str] = []
+    display = app._display
+
+    def recording(screen, renderable) -> None:
+        if isinstance(renderable, CompositorUpdate):
+            frames.append(renderable.render_segments(app.console))
+        display(screen, renderable)
+
+    app._display = recording
+    return frames
+
+
+def plain_frames(frames: list[str]) -> str:
+    """The recorded frames' text: each cursor move a line break, styles removed."""
+    import re
+
+    moved = re.sub(r"\x1b\[[0-9;]*H", "\n", "".join(frames))
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", moved)

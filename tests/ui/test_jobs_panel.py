@@ -16,7 +16,7 @@ from genai_tui.ui.app import GenaiTui
 from genai_tui.ui.jobs import JobsPanel, fmt_duration, sparkline
 from genai_tui.ui.screens.confirm import ConfirmScreen
 from genai_tui.ui.screens.jobs import JobsScreen, jobs_lost
-from tests.ui.helpers import screen_text, wait_until
+from tests.ui.helpers import plain_frames, record_terminal, screen_text, wait_until
 from tests.ui.test_dashboard import deliver, settle, snapshot_app
 
 #: "now" for every age on screen: the app's clock is fixed to it; the findings the engine
@@ -147,6 +147,29 @@ async def test_ages_move_on_with_the_clock_without_news():
         assert "oldest 4 min" in panel_text(panel)
         clock["now"] = NOW + timedelta(minutes=3)  # the report stays the same
         await wait_until(pilot, lambda: "3f2a9c1e 4 min 42 s" in panel_text(panel))
+
+
+async def test_a_ticking_age_repaints_its_line_only():
+    """Each second a running job's age moves on: that line goes to the terminal again, the
+    panel's other lines and borders do not (every line of it did, once a second)."""
+    app = jobs_app()
+    clock = {"now": NOW}
+    app.clock = lambda: clock["now"]
+    async with app.run_test(size=(120, 40)) as pilot:
+        panel = await show_jobs(pilot)
+        before = panel_text(panel)
+        frames = record_terminal(app)
+        clock["now"] = NOW + timedelta(seconds=1)
+        await wait_until(pilot, lambda: panel_text(panel) != before)
+        await pilot.pause(0.1)
+        written = plain_frames(frames)
+        assert "3f2a9c1e 1 min 43 s" in written  # 102 s became 103 s
+        running = next(line for line in before.splitlines() if "3f2a9c1e" in line)
+        for line in before.splitlines():
+            if line != running:  # comfyui-qwen's block, flux's last jobs, models, VRAM
+                assert line.strip() not in written, line
+        assert "Jobs" not in written and "running · " not in written
+        assert "3f2a9c1e 1 min 43 s" in screen_text(app)
 
 
 async def test_unknown_queue_says_why_in_one_line():

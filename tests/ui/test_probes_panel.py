@@ -21,6 +21,7 @@ from genai_tui.engine.live import Stack
 from genai_tui.ui.app import GenaiTui
 from genai_tui.ui.probes import ProbesPanel, sparkline
 from tests.conftest import free_port, make_hash
+from tests.ui.helpers import plain_frames, record_terminal
 from tests.ui.helpers import wait_until as until
 from tests.unit.test_probes import LocalSim, start_local_sim
 
@@ -209,6 +210,28 @@ async def test_interval_chains_rounds():
         assert prober is not None and not prober.closed
     # unmount closed the engine's client: nothing left running
     assert prober.closed and app.stack.prober is None
+
+
+async def test_a_round_repaints_the_changed_rows_not_the_panel():
+    """Each round's new sparkline point repaints its row; the panel's borders, its header
+    and the pace in its bottom border stay as they were (they went to the terminal again
+    every round: a whole repaint, over SSH, every few seconds)."""
+    config = Config(services=(ServiceConfig("x", f"http://127.0.0.1:{free_port()}", "http"),),
+                    probes=ProbeConfig(interval=0.2, connect_timeout=0.5, read_timeout=0.5))
+    app, _seen = probe_app(config)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(ProbesPanel)
+        await until(pilot, lambda: panel.rounds >= 2)
+        await pilot.pause(0.1)
+        frames = record_terminal(app)
+        start = panel.rounds
+        await until(pilot, lambda: panel.rounds >= start + 3)
+        await pilot.pause(0.1)
+        written = plain_frames(frames)
+        assert "×" in written  # the row with its longer trend went out
+        assert "probe now" not in written and "Probes" not in written
+        assert "verdict" not in written  # the header row
+        assert "every 0.2s · p: probe now" in screen_text(app)
 
 
 def test_sparkline_scales_and_marks_failures():
