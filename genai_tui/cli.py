@@ -297,10 +297,17 @@ def run_check_hosts(cfg: configmod.Config, hosts: Sequence[configmod.HostEntry],
 
 def run_dashboard(cfg: configmod.Config, *, readonly: bool) -> int:
     ssh_frame_rate()
-    from genai_tui.ui.app import GenaiTui
+    from genai_tui.engine.live import Stack
 
-    app = GenaiTui(cfg, readonly=readonly)
-    result = app.run()
+    stack = Stack(cfg)
+    stack.start_early()  # the first container listing while Textual is imported
+    try:
+        from genai_tui.ui.app import GenaiTui
+
+        app = GenaiTui(cfg, readonly=readonly, stack=stack)
+        result = app.run()
+    finally:
+        stack.close()
     return int(result or 0)
 
 

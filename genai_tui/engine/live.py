@@ -151,6 +151,10 @@ class Stack:
         self._chains: dict[str, _Chain] = {}
         self._diagnose_handle: asyncio.TimerHandle | None = None
         self._first_listing: asyncio.Event | None = None
+        #: monitor news that came before the loop (start_early), replayed by run()
+        self._early: list[tuple[Callable[..., None], tuple[Any, ...]]] | None = None
+        self._early_lock = threading.Lock()
+        self._listed = False  # a first listing was applied
         self._infos: dict[str, ContainerInfo] = {}
         self._last_start: dict[str, Any] = {}
         self._events: Any = None
@@ -242,10 +246,12 @@ class Stack:
             return
         if "containers" in self.parts:
             self._first_listing = asyncio.Event()
-            self._start_monitors()
+            if self.monitor is None and self.processes is None:
+                self._start_monitors()
+            self._release_early(self._loop)
             # the containers table is the first thing an admin reads: let its listing in
-            # before the rest (httpx, the log streams' docker-py) is imported on this loop
-            if self.monitor is not None or self.processes is not None:
+            # before the rest (the probes, the log streams) starts on this loop
+            if not self._listed and (self.monitor is not None or self.processes is not None):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._first_listing.wait(), FIRST_LISTING_WAIT)
         from genai_tui.sources.logs import RecentEvents
@@ -342,10 +348,39 @@ class Stack:
             self._nvml.close()
 
     def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._early_lock:
+            if self._early is not None:  # started early: run() replays it on its loop
+                self._early.append((fn, args))
+                return
         loop = self._loop
         if loop is not None and not loop.is_closed() and not self._stopped.is_set():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(fn, *args)
+
+    def start_early(self) -> None:
+        """Start the Docker / process monitors now, before there is a loop: the dashboard
+        calls it before importing Textual, so the first container listing overlaps the
+        UI's imports and mount instead of following them. Their news waits, in order,
+        for `deliver_early` or `run()`."""
+        if "containers" not in self.parts or self._early is not None or self._loop:
+            return
+        self._early = []
+        self._start_monitors()
+
+    def deliver_early(self) -> None:
+        """From the loop `run()` will run on (the dashboard's mount): the early news now,
+        not once the engine starts after the first frame (the table filled ~0.11 s after
+        the first paint), and what follows it straight to this loop."""
+        self._release_early(asyncio.get_running_loop())
+
+    def _release_early(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._early_lock:  # replayed first: news after them comes after
+            early, self._early = self._early, None
+            if early is None or self._stopped.is_set():
+                return
+            self._loop = loop
+            for fn, args in early:
+                loop.call_soon(fn, *args)
 
     # ------------------------------------------------------------ jobs
 
@@ -420,6 +455,7 @@ class Stack:
     def apply_containers(self, status: DockerStatus | None,
                          infos: list[ContainerInfo]) -> None:
         """Monitor news (on the loop): merge, route starts to the log hub, publish."""
+        self._listed = True
         if self._first_listing is not None:
             self._first_listing.set()
         if status is not None:

@@ -270,7 +270,8 @@ class GenaiTui(App[int]):
             except (RuntimeError, ValueError, NotImplementedError):
                 pass
         self.stack.subscribe(self._on_change)
-        # the panels paint first; the engine (httpx, docker-py, sqlite) starts right after
+        self.stack.deliver_early()  # a listing made while Textual was imported, if any
+        # the panels paint first; the engine (probes, log streams, sqlite) starts after
         self.call_after_refresh(self._start_engine)
         if self.stack.live and not self.is_headless and _stdin_is_tty():
             self.set_interval(5.0, self._check_terminal)

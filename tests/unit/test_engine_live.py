@@ -4,6 +4,7 @@ the same findings `collect_once` gives, hears changes, and closes without hangin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -98,6 +99,42 @@ def test_stack_settles_to_the_findings_collect_once_gives(comfy_stack, monkeypat
         stack.close()
         assert time.monotonic() - t0 < 5
     assert not any(t.name == "genai-tui-stack" and t.is_alive() for t in threading.enumerate())
+
+
+def test_an_early_listing_waits_for_the_loop_then_comes_first(comfy_stack):
+    """The dashboard starts the monitors before it imports Textual: their first listing is
+    held (no subscriber is ever called off the loop) until the loop takes it at mount, is
+    published there at once, and the engine's run() keeps those monitors."""
+    config, _root = comfy_stack
+    stack = Stack(config, parts={"containers"})
+    heard: list[tuple[str, threading.Thread]] = []
+    stack.subscribe(lambda change: heard.append((change.part, threading.current_thread())))
+    stack.start_early()
+    monitor = stack.processes
+    assert monitor is not None
+    try:
+        wait(lambda: stack._early)  # the monitor's listing is in, held
+        assert heard == [] and stack.snapshot.containers == []
+
+        async def until(predicate) -> None:
+            while not predicate():
+                await asyncio.sleep(0.005)
+
+        async def main() -> None:
+            stack.deliver_early()  # the mount: no engine run() yet
+            await asyncio.wait_for(until(lambda: stack.snapshot.containers), 10)
+            engine = asyncio.create_task(stack.run())
+            await asyncio.wait_for(until(lambda: stack._stop_event is not None), 10)
+            assert stack.processes is monitor  # not a second monitor
+            await stack.aclose()
+            await engine
+
+        asyncio.run(main())
+        assert [c.state for c in stack.snapshot.containers] == ["running"]
+        assert "containers" in [part for part, _ in heard]
+        assert {thread for _, thread in heard} == {threading.current_thread()}
+    finally:
+        stack.close()
 
 
 def test_publish_without_a_loop_notifies_and_derives(tmp_path):
