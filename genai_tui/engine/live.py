@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -58,6 +59,9 @@ JOBS_PUBLISH = 0.5
 DIAGNOSE_DELAY = 0.2
 #: at start, how long the other sources wait for the first container listing (seconds)
 FIRST_LISTING_WAIT = 1.0
+#: the GIL switch interval while the early listing runs beside Textual's import (5 ms by
+#: default: the monitor thread waited up to that for the GIL after each read)
+EARLY_SWITCH_INTERVAL = 0.0005
 #: log events are collected this often; urgent ones are handed on at the next round, the
 #: others (job_done…) at most once a second, so a job flood does not re-derive findings 10×/s
 EVENTS_INTERVAL = 0.5
@@ -155,6 +159,7 @@ class Stack:
         self._early: list[tuple[Callable[..., None], tuple[Any, ...]]] | None = None
         self._early_lock = threading.Lock()
         self._listed = False  # a first listing was applied
+        self._switch: float | None = None  # the GIL switch interval start_early changed
         self._infos: dict[str, ContainerInfo] = {}
         self._last_start: dict[str, Any] = {}
         self._events: Any = None
@@ -365,6 +370,8 @@ class Stack:
         if "containers" not in self.parts or self._early is not None or self._loop:
             return
         self._early = []
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(EARLY_SWITCH_INTERVAL)
         self._start_monitors()
 
     def deliver_early(self) -> None:
@@ -374,6 +381,9 @@ class Stack:
         self._release_early(asyncio.get_running_loop())
 
     def _release_early(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._switch is not None:
+            sys.setswitchinterval(self._switch)
+            self._switch = None
         with self._early_lock:  # replayed first: news after them comes after
             early, self._early = self._early, None
             if early is None or self._stopped.is_set():
