@@ -155,7 +155,7 @@ class Stack:
         self._chains: dict[str, _Chain] = {}
         self._diagnose_handle: asyncio.TimerHandle | None = None
         self._first_listing: asyncio.Event | None = None
-        #: monitor news that came before the loop (start_early), replayed by run()
+        #: monitor news that came before the loop (start_early), replayed on it
         self._early: list[tuple[Callable[..., None], tuple[Any, ...]]] | None = None
         self._early_lock = threading.Lock()
         self._listed = False  # a first listing was applied
@@ -354,7 +354,7 @@ class Stack:
 
     def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
         with self._early_lock:
-            if self._early is not None:  # started early: run() replays it on its loop
+            if self._early is not None:  # started early: held until there is a loop
                 self._early.append((fn, args))
                 return
         loop = self._loop

@@ -196,10 +196,14 @@ async def test_rounds_never_overlap_and_p_during_a_round_queues_one_more():
         server.close()
 
 
+def refused_every_fifth_second() -> Config:
+    """One service on a port nobody listens on, probed every 0.2 s."""
+    return Config(services=(ServiceConfig("x", f"http://127.0.0.1:{free_port()}", "http"),),
+                  probes=ProbeConfig(interval=0.2, connect_timeout=0.5, read_timeout=0.5))
+
+
 async def test_interval_chains_rounds():
-    config = Config(services=(ServiceConfig("x", f"http://127.0.0.1:{free_port()}", "http"),),
-                    probes=ProbeConfig(interval=0.2, connect_timeout=0.5, read_timeout=0.5))
-    app, _seen = probe_app(config)
+    app, _seen = probe_app(refused_every_fifth_second())
     async with app.run_test(size=SIZE) as pilot:
         panel = app.query_one(ProbesPanel)
         await until(pilot, lambda: panel.rounds >= 3)
@@ -216,9 +220,7 @@ async def test_a_round_repaints_the_changed_rows_not_the_panel():
     """Each round's new sparkline point repaints its row; the panel's borders, its header
     and the pace in its bottom border stay as they were (they went to the terminal again
     every round: a whole repaint, over SSH, every few seconds)."""
-    config = Config(services=(ServiceConfig("x", f"http://127.0.0.1:{free_port()}", "http"),),
-                    probes=ProbeConfig(interval=0.2, connect_timeout=0.5, read_timeout=0.5))
-    app, _seen = probe_app(config)
+    app, _seen = probe_app(refused_every_fifth_second())
     async with app.run_test(size=SIZE) as pilot:
         panel = app.query_one(ProbesPanel)
         await until(pilot, lambda: panel.rounds >= 2)
