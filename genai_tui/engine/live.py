@@ -154,11 +154,11 @@ class Stack:
         self._tasks: list[asyncio.Task[None]] = []
         self._chains: dict[str, _Chain] = {}
         self._diagnose_handle: asyncio.TimerHandle | None = None
-        self._first_listing: asyncio.Event | None = None
+        #: set by the first listing applied (asyncio binds it to a loop on first wait)
+        self._first_listing = asyncio.Event()
         #: monitor news that came before the loop (start_early), replayed on it
         self._early: list[tuple[Callable[..., None], tuple[Any, ...]]] | None = None
         self._early_lock = threading.Lock()
-        self._listed = False  # a first listing was applied
         self._switch: float | None = None  # the GIL switch interval start_early changed
         self._infos: dict[str, ContainerInfo] = {}
         self._last_start: dict[str, Any] = {}
@@ -250,13 +250,13 @@ class Stack:
             await self._until_stopped()
             return
         if "containers" in self.parts:
-            self._first_listing = asyncio.Event()
             if self.monitor is None and self.processes is None:
                 self._start_monitors()
             self._release_early(self._loop)
             # the containers table is the first thing an admin reads: let its listing in
             # before the rest (the probes, the log streams) starts on this loop
-            if not self._listed and (self.monitor is not None or self.processes is not None):
+            if not self._first_listing.is_set() and (self.monitor is not None
+                                                     or self.processes is not None):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._first_listing.wait(), FIRST_LISTING_WAIT)
         from genai_tui.sources.logs import RecentEvents
@@ -465,9 +465,7 @@ class Stack:
     def apply_containers(self, status: DockerStatus | None,
                          infos: list[ContainerInfo]) -> None:
         """Monitor news (on the loop): merge, route starts to the log hub, publish."""
-        self._listed = True
-        if self._first_listing is not None:
-            self._first_listing.set()
+        self._first_listing.set()
         if status is not None:
             self.publish("docker", status)
             if not status.reachable:

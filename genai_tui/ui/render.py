@@ -53,8 +53,6 @@ def update_if_changed(widget: Static, content: Text | str) -> None:
         return
     same_shape = old is not None and _same_shape(widget, old[0], text.plain)
     widget._genai_last = key  # type: ignore[attr-defined]
-    if isinstance(widget, LineStatic):
-        widget.changed_lines(text, same_shape)
     widget.update(text, layout=not same_shape)
 
 
@@ -66,9 +64,16 @@ class LineStatic(Static):
     _lines: list[object] | None = None
     _only: tuple[Region, ...] | None = None
 
-    def changed_lines(self, text: Text, same_shape: bool) -> None:
-        """Before `update(text)`: note which rows it changes, when each line is one row
-        (no line wraps) and the rows stay where they were."""
+    def update(self, content: Any = "", *, layout: bool = True) -> None:
+        """`layout=False` (update_if_changed: the text keeps its shape) repaints only the
+        rows that changed, when each line is one row (none wraps)."""
+        if isinstance(content, Text):
+            self._note_changed(content, same_shape=not layout)
+        else:
+            self._lines = None
+        super().update(content, layout=layout)
+
+    def _note_changed(self, text: Text, same_shape: bool) -> None:
         lines = text.split("\n", allow_blank=True)
         keys = [_key(line) for line in lines]
         width = self.content_size.width
