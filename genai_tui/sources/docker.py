@@ -224,6 +224,11 @@ def match_service(services: Iterable[ServiceConfig], name: str,
     return None
 
 
+def _name(attrs: dict[str, Any]) -> str:
+    """An inspected container's name, without Docker's leading slash."""
+    return str(attrs.get("Name") or "").lstrip("/")
+
+
 def _printable(text: str, limit: int = 120) -> str:
     return one_line(text, limit)
 
@@ -238,6 +243,8 @@ class Resolution:
     lookalikes: tuple[str, ...] = ()
     ambiguous: bool = False
     item: dict[str, Any] | None = None
+    #: chosen by its exact name (not by compose label)
+    exact: bool = False
 
 
 def _tag(name: str, labels: dict[str, str]) -> str:
@@ -275,7 +282,8 @@ def choose(services: Iterable[ServiceConfig], service: ServiceConfig,
                 break
     if exact is not None:
         return Resolution(exact[0], f"container {want!r}",
-                          tuple(sorted(t for _, t, _ in by_label)), item=exact[1])
+                          tuple(sorted(t for _, t, _ in by_label)), item=exact[1],
+                          exact=True)
     tags = tuple(sorted(t for _, t, _ in by_label))
     picked = by_label
     if project:
@@ -304,6 +312,28 @@ def choose(services: Iterable[ServiceConfig], service: ServiceConfig,
             tuple(sorted(t for _, t, _ in picked)), ambiguous=True)
     return Resolution(None, _printable(f"no container {want!r} (none by that exact name or "
                                        "compose service label)", 300))
+
+
+def settle(services: Iterable[ServiceConfig], service: ServiceConfig,
+           listing: list[dict[str, Any]],
+           inspect: Callable[[str], dict[str, Any] | None], *,
+           project: str | None = None, folder: Path | str | None = None
+           ) -> tuple[Resolution, dict[str, Any] | None]:
+    """`choose`, then the chosen container's `inspect` (None: gone). The engine's
+    listing can still carry a name a rename has just taken away (20.10 lists the
+    container under both names for a moment after its `rename` event); the inspect is
+    what holds, so a container it shows under another name is chosen again without the
+    stale one."""
+    services = list(services)
+    r = choose(services, service, listing, project=project, folder=folder)
+    attrs = None if r.cid is None else inspect(r.cid)
+    if attrs is not None and r.exact and _name(attrs) not in ("", service.container_name):
+        stale = "/" + service.container_name
+        listing = [dict(item, Names=[n for n in item.get("Names") or [] if n != stale])
+                   if item.get("Id") == r.cid else item for item in listing]
+        r = choose(services, service, listing, project=project, folder=folder)
+        attrs = None if r.cid is None else inspect(r.cid)
+    return r, attrs
 
 
 def resolve_container(services: Iterable[ServiceConfig], service: ServiceConfig,
@@ -398,8 +428,17 @@ class DockerSource:
     def resolve(self, service: ServiceConfig) -> tuple[str | None, str]:
         """The service's container as a full ID from the engine's own listing (see
         `choose`), or (None, why not); raises on an unreachable engine."""
-        r = self.choose(service)
+        r, _ = self._settle(service)
         return r.cid, r.reason
+
+    def _settle(self, service: ServiceConfig,
+                listing: list[dict[str, Any]] | None = None
+                ) -> tuple[Resolution, dict[str, Any] | None]:
+        if listing is None:
+            listing = self.reader().api.containers(all=True)
+        return settle(self.services, service, listing, self._attrs,
+                      project=service.project or self.config.docker.project,
+                      folder=self.config.base_dir)
 
     def _attrs(self, container_id: str) -> dict[str, Any] | None:
         """`docker inspect` of one container, None when it is gone (either client's 404)."""
@@ -410,11 +449,12 @@ class DockerSource:
                 raise
             return None
 
-    def _inspect(self, service: ServiceConfig, r: Resolution) -> ContainerInfo:
+    def _inspect(self, service: ServiceConfig,
+                 listing: list[dict[str, Any]] | None = None) -> ContainerInfo:
+        r, attrs = self._settle(service, listing)
         if r.cid is None:
             return ambiguous_info(service, r.lookalikes) if r.ambiguous \
                 else dataclasses.replace(missing_info(service), lookalikes=r.lookalikes)
-        attrs = self._attrs(r.cid)
         if attrs is None:
             return missing_info(service)
         info = container_info(service, attrs)
@@ -424,13 +464,12 @@ class DockerSource:
     def find(self, service: ServiceConfig) -> dict[str, Any] | None:
         """`docker inspect` of the service's container, or None when there is none (or
         it is ambiguous); never an ID-prefix match."""
-        cid, _ = self.resolve(service)
-        return None if cid is None else self._attrs(cid)
+        return self._settle(service)[1]
 
     def list_stack(self) -> list[ContainerInfo]:
         """One entry per docker service; raises on an unreachable engine."""
         sparse = self.reader().api.containers(all=True)  # one call; inspect what matches
-        return [self._inspect(svc, self.choose(svc, sparse)) for svc in self.services]
+        return [self._inspect(svc, sparse) for svc in self.services]
 
     def inspect_service(self, service: ServiceConfig, container_id: str | None = None
                         ) -> ContainerInfo:
@@ -438,9 +477,17 @@ class DockerSource:
         shown, or one with the exact name), else resolved afresh from the listing."""
         if container_id and FULL_ID.fullmatch(container_id):
             attrs = self._attrs(container_id)
-            if attrs is not None:
+            if attrs is not None and self._still_its(service, attrs):
                 return container_info(service, attrs)
-        return self._inspect(service, self.choose(service))
+        return self._inspect(service)
+
+    def _still_its(self, service: ServiceConfig, attrs: dict[str, Any]) -> bool:
+        """Whether an inspected container still belongs to `service` (by name or compose
+        label): an event read late may name a container renamed away since."""
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        pool = self.services if service in self.services else [*self.services, service]
+        svc = match_service(pool, _name(attrs) or service.container_name, labels)
+        return svc is not None and svc.name == service.name
 
     def unpause(self, service: ServiceConfig) -> tuple[bool, str]:
         """Unpause the service's container (a paused one only needs that, not a restart

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from genai_tui.config import Config, DockerConfig
+from genai_tui.config import Config, DockerConfig, ServiceConfig
 from genai_tui.sources.docker import DockerSource
 from genai_tui.sources.docker_light import (
     EngineError,
@@ -239,3 +239,54 @@ def test_a_log_source_names_a_removed_container_and_a_dead_engine(engine, tmp_pa
     with pytest.raises(SourceUnavailable) as err:
         dead.locate()
     assert "Traceback" not in str(err.value) and str(err.value)
+
+
+RID = "b" * 64
+
+
+class JustRenamed(Handler):
+    """What Docker 20.10 answered a few ms after a `rename` event (seen on the CI engine):
+    the listing still carries the old name beside the new one; the inspect has only the
+    new one."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.startswith("/containers/json"):
+            self._send(200, json.dumps([{"Id": RID, "Names": ["/h4-new", "/comfyui-qwen"],
+                                         "Labels": {}}]).encode())
+        elif self.path == f"/containers/{RID}/json":
+            self._send(200, json.dumps({"Id": RID, "Name": "/h4-new",
+                                        "State": {"Status": "running", "Running": True},
+                                        "Config": {"Labels": {}}}).encode())
+        else:
+            self._send(404, b'{"message": "page not found"}')
+
+
+def test_a_name_a_rename_took_away_is_not_believed_from_a_stale_listing(tmp_path):
+    """Renamed away: the service is missing, has nothing to restart and no log, though
+    the listing still shows the old name; a service configured with the new name has
+    it."""
+    path = tmp_path / "engine.sock"
+    server = Server(str(path), JustRenamed)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    qwen = ServiceConfig("comfyui-qwen", "http://127.0.0.1:1", container="comfyui-qwen")
+    other = ServiceConfig("flux", "http://127.0.0.1:1", container="h4-new")
+    try:
+        src = DockerSource(Config(services=(qwen, other),
+                                  docker=DockerConfig(host=f"unix://{path}", timeout=5)))
+        by_service = {i.service: i for i in src.list_stack()}
+        assert by_service["comfyui-qwen"].missing
+        assert by_service["flux"].id == RID and by_service["flux"].running
+        cid, reason = src.resolve(qwen)
+        assert cid is None and "no container 'comfyui-qwen'" in reason
+        assert src.find(qwen) is None
+        # an event read late names the container by its old name: inspected, it is not
+        # the service's any more
+        assert src.inspect_service(qwen, RID).missing
+        assert src.inspect_service(other, RID).id == RID
+        # nor is its log shown as the service's
+        client = LightClient(str(path), timeout=5)
+        assert LightLogSource("comfyui-qwen", client).locate() is None
+        assert LightLogSource("h4-new", client).locate().id == RID
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -312,14 +312,14 @@ class _EngineLogSource:
         """The container by exact name or one compose service label, resolved to a full
         ID from the engine's listing: never an ID prefix (a hex-only name like `cafe`
         would otherwise show an unrelated container's log)."""
-        from genai_tui.sources.docker import resolve_container
+        from genai_tui.sources.docker import settle
 
         api = self._api()
         listing = self._call(lambda: api.containers(all=True)) or []
         service = self.service or ServiceConfig(self.name, "http://127.0.0.1",
                                                 container=self.name)
-        cid, _ = resolve_container([service], service, listing)
-        attrs = self._call(lambda: api.inspect_container(cid)) if cid else None
+        _, attrs = settle([service], service, listing,
+                          lambda cid: self._call(lambda: api.inspect_container(cid)))
         return self._target(attrs) if attrs else None
 
     def inspect(self, target_id: str) -> Target | None:
