@@ -36,6 +36,7 @@ from genai_tui.ui.gpu import GpuPanel
 from genai_tui.ui.logs import LogPanel
 from genai_tui.ui.probes import ProbesPanel
 from genai_tui.ui.screens.confirm import ConfirmScreen
+from genai_tui.ui.screens.help import HelpScreen
 from genai_tui.ui.tokens import TokensPanel
 from tests.ui.helpers import screen_text, until_derived, wait_until
 
@@ -272,8 +273,7 @@ async def test_compact_layout_and_view_keys():
         await pilot.pause(0.05)
         assert app.query_one(LogPanel).display and not app.query_one("#side").display
         await pilot.resize_terminal(120, 40)
-        await pilot.pause(0.1)
-        assert not app.screen.has_class("-compact")
+        await wait_until(pilot, lambda: not app.screen.has_class("-compact"))
         assert app.query_one("#side").display and app.query_one(LogPanel).display
 
 
@@ -285,34 +285,29 @@ async def test_footer_follows_focus_and_survives_the_help_screen():
         def footer() -> str:
             return " ".join(screen_text(app).splitlines()[-1:])
 
+        # the footer recomposes its bindings after a focus change: waited for, not paused
         app.query_one("#log-view").focus()
-        await pilot.pause(0.1)
-        assert "Filter" in footer() and "Help" in footer()
+        await wait_until(pilot, lambda: "Filter" in footer() and "Help" in footer())
         for _ in range(2):
             await pilot.press("question_mark")
-            await pilot.pause(0.05)
+            await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
             await pilot.press("escape")
-            await pilot.pause(0.1)
-        assert "Filter" in footer() and "Help" in footer()
+            await wait_until(pilot, lambda: not isinstance(app.screen, HelpScreen)
+                             and "Filter" in footer() and "Help" in footer())
         app.query_one("#containers-table").focus()
-        await pilot.pause(0.1)
-        assert "Filter" not in footer() and "Help" in footer()
+        await wait_until(pilot, lambda: "Filter" not in footer() and "Help" in footer())
         app.query_one("#log-view").focus()
-        await pilot.pause(0.1)
-        assert "Filter" in footer()
+        await wait_until(pilot, lambda: "Filter" in footer())
 
 
 async def test_below_minimum_size_says_so():
     app = snapshot_app()
     async with app.run_test(size=(50, 12)) as pilot:
-        await pilot.pause(0.1)
-        text = screen_text(app)
-        assert "Terminal too small: 50×12" in text
-        assert "Containers" not in text
+        await wait_until(pilot, lambda: "Terminal too small: 50×12" in screen_text(app))
+        assert "Containers" not in screen_text(app)
         await pilot.resize_terminal(100, 30)
-        await pilot.pause(0.1)
-        assert "Terminal too small" not in screen_text(app)
-        assert "Containers" in screen_text(app)
+        await wait_until(pilot, lambda: "Terminal too small" not in (text := screen_text(app))
+                         and "Containers" in text)
 
 
 async def test_keys_are_configurable_and_help_follows():
@@ -606,8 +601,6 @@ async def test_process_service_row_shows_pid_cpu_memory_and_restarts(tmp_path):
 async def test_panels_keep_up_while_a_modal_is_open():
     """A probe round that lands while the help (or any modal) is open reaches the panel
     underneath: closing the modal shows the current state, not the one before it."""
-    from genai_tui.ui.screens.help import HelpScreen
-
     app = snapshot_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)

@@ -204,7 +204,8 @@ async def test_readonly_hides_the_mutating_keys_and_refuses_them():
         await pilot.press("exclamation_mark")
         await wait_until(pilot, lambda: isinstance(app.screen, FindingsScreen))
         screen = app.screen
-        await pilot.pause(0.1)
+        # the footer recomposes with the screen's bindings: waited for, not paused
+        await wait_until(pilot, lambda: "Its logs" in screen_text(app).splitlines()[-1])
         text = view_text(app)
         footer = screen_text(app).splitlines()[-1]
         assert "Restart" not in footer and "Unify" not in footer and "Its logs" in footer

@@ -260,7 +260,9 @@ async def test_footer_keeps_the_dashboard_keys_while_the_log_has_focus(tmp_path,
     async with app.run_test(size=size) as pilot:
         panel, _feed = await start(pilot, app, sources)
         await wait_until(pilot, lambda: app.focused is panel.view)
-        await pilot.pause(0.2)
+        # the footer recomposes after the focus change: waited for, not paused
+        await wait_until(pilot, lambda: " r Restart " in (f := screen_text(app).splitlines()[-1])
+                         and (size[0] < 120 or "Filter" in f))
         footer = screen_text(app).splitlines()[-1]
         if size[0] >= 120:
             assert "Filter" in footer and "Follow" in footer  # the log panel's keys
