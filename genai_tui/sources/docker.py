@@ -252,6 +252,15 @@ def _tag(name: str, labels: dict[str, str]) -> str:
     return f"{project}/{name}" if project else name
 
 
+def _pool(services: Iterable[ServiceConfig], service: ServiceConfig) -> list[ServiceConfig]:
+    """The docker services a container may belong to, `service` among them even when the
+    config does not hold it (a log source's own)."""
+    pool = [s for s in services if s.runtime == "docker"]
+    if not any(s.name == service.name for s in pool):
+        pool.append(service)
+    return pool
+
+
 def choose(services: Iterable[ServiceConfig], service: ServiceConfig,
            listing: Iterable[dict[str, Any]], *, project: str | None = None,
            folder: Path | str | None = None) -> Resolution:
@@ -261,9 +270,7 @@ def choose(services: Iterable[ServiceConfig], service: ServiceConfig,
     those count), else the one whose compose folder is `folder` (the config's), else the
     only one. Two or more left with nothing to prefer: none (`ambiguous`)."""
     want = service.container_name
-    pool = [s for s in services if s.runtime == "docker"]
-    if not any(s.name == service.name for s in pool):
-        pool.append(service)
+    pool = _pool(services, service)
     exact: tuple[str, dict[str, Any]] | None = None
     by_label: list[tuple[str, str, dict[str, Any]]] = []
     for item in listing:
@@ -334,14 +341,6 @@ def settle(services: Iterable[ServiceConfig], service: ServiceConfig,
         r = choose(services, service, listing, project=project, folder=folder)
         attrs = None if r.cid is None else inspect(r.cid)
     return r, attrs
-
-
-def resolve_container(services: Iterable[ServiceConfig], service: ServiceConfig,
-                      listing: Iterable[dict[str, Any]], *, project: str | None = None,
-                      folder: Path | str | None = None) -> tuple[str | None, str]:
-    """The full ID of `service`'s container (see `choose`), or (None, why not)."""
-    r = choose(services, service, listing, project=project, folder=folder)
-    return r.cid, r.reason
 
 
 def ambiguous_info(service: ServiceConfig, lookalikes: tuple[str, ...]) -> ContainerInfo:
@@ -415,25 +414,17 @@ class DockerSource:
             self.reset()
             return DockerStatus(False, unreachable(self.config.docker, exc))
 
-    def choose(self, service: ServiceConfig,
-               listing: Iterable[dict[str, Any]] | None = None) -> Resolution:
-        """`choose` with this config's project (the service's, else `[docker] project`)
-        and folder; lists the engine's containers when no listing is given."""
-        if listing is None:
-            listing = self.reader().api.containers(all=True)
-        return choose(self.services, service, listing,
-                      project=service.project or self.config.docker.project,
-                      folder=self.config.base_dir)
-
     def resolve(self, service: ServiceConfig) -> tuple[str | None, str]:
         """The service's container as a full ID from the engine's own listing (see
-        `choose`), or (None, why not); raises on an unreachable engine."""
+        `settle`), or (None, why not); raises on an unreachable engine."""
         r, _ = self._settle(service)
         return r.cid, r.reason
 
     def _settle(self, service: ServiceConfig,
                 listing: list[dict[str, Any]] | None = None
                 ) -> tuple[Resolution, dict[str, Any] | None]:
+        """`settle` with this config's project (the service's, else `[docker] project`)
+        and folder; lists the engine's containers when no listing is given."""
         if listing is None:
             listing = self.reader().api.containers(all=True)
         return settle(self.services, service, listing, self._attrs,
@@ -485,8 +476,8 @@ class DockerSource:
         """Whether an inspected container still belongs to `service` (by name or compose
         label): an event read late may name a container renamed away since."""
         labels = (attrs.get("Config") or {}).get("Labels") or {}
-        pool = self.services if service in self.services else [*self.services, service]
-        svc = match_service(pool, _name(attrs) or service.container_name, labels)
+        svc = match_service(_pool(self.services, service),
+                            _name(attrs) or service.container_name, labels)
         return svc is not None and svc.name == service.name
 
     def unpause(self, service: ServiceConfig) -> tuple[bool, str]:

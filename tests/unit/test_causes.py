@@ -39,7 +39,6 @@ from genai_tui.sources.docker import (
     COMPOSE_WORKDIR,
     DockerSource,
     choose,
-    resolve_container,
 )
 from tests.conftest import make_hash
 
@@ -272,11 +271,11 @@ def test_the_configured_project_or_folder_wins_and_nothing_is_guessed():
         assert picked.cid == demo["Id"]
         assert picked.lookalikes == ("xp-staging/xp-staging-comfyui-qwen-1",)
     # a configured project with none of its own: look-alikes elsewhere are never taken
-    cid, reason = resolve_container([svc], svc, [staging], project="genai-demo")
-    assert cid is None and "xp-staging" in reason
+    r = choose([svc], svc, [staging], project="genai-demo")
+    assert r.cid is None and "xp-staging" in r.reason
     # and with nothing to prefer, a restart has no target (the reason says what to set)
-    cid, reason = resolve_container([svc], svc, [demo, staging])
-    assert cid is None and "set `container`" in reason
+    r = choose([svc], svc, [demo, staging])
+    assert r.cid is None and "set `container`" in r.reason
 
 
 # ------------------------------------------------------------------ order, since, JSON
